@@ -1,0 +1,1 @@
+"""Training loops, run directories, checkpoints and metrics shared by both studies."""

@@ -1,0 +1,263 @@
+"""A run directory: the one place a training run writes to.
+
+Layout shared by every run of normlab (ResNet and NER alike)::
+
+    <out>/config.json     every setting, plus torch version, device, seed
+    <out>/metrics.jsonl   one JSON object per evaluation (epoch or K updates)
+    <out>/best.pt         checkpoint with the best validation score
+    <out>/last.pt         checkpoint to resume from
+    <out>/summary.json    final metrics of the best checkpoint (written last:
+                          its presence means the run finished)
+
+Every file is written atomically (temp file in the same folder, then
+``os.replace``), so an interrupted run never leaves a half-written file.
+Checkpoints are read with ``torch.load(..., weights_only=True)``: loading
+never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+BEST = "best.pt"
+LAST = "last.pt"
+SUMMARY = "summary.json"
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text), "w")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data), "wb")
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
+def atomic_savefig(fig, path: Path, **kw) -> None:
+    """Save a matplotlib figure atomically (format taken from the path's suffix)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    _atomic_write(path, lambda f: fig.savefig(f, format=fmt, **kw), "wb")
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint without running code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, forbidden globals
+        raise ValueError(f"{path}: not a valid normlab checkpoint ({type(e).__name__}: {e})") from e
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Turn dataclasses, paths, numpy and torch scalars into plain JSON values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else (float("inf") if obj > 0 else float("-inf"))
+    return obj
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record as a line and fsync, so a crash loses at most that line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(to_jsonable(record)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL file; a torn last line (from a crash) is ignored, any other bad line is an error."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines):
+                break  # torn final line from an interrupted write
+            raise ValueError(f"{path}: line {i}: not valid JSON ({e.msg})") from e
+    return out
+
+
+def rewrite_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Atomically replace a JSONL file (used on resume to drop entries newer than last.pt)."""
+    atomic_write_text(path, "".join(json.dumps(to_jsonable(r)) + "\n" for r in records))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def rng_state() -> dict:
+    """Every RNG state a run depends on, for exact resumption."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def rng_state_for_checkpoint() -> dict:
+    """``rng_state`` in a form ``weights_only`` loading accepts (tensors and plain values)."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; any other name is passed to ``torch.device``."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"expected a device such as auto, cpu, cuda, cuda:1 or mps, got {name!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch.cuda.is_available() is False")
+    return dev
+
+
+def environment_info(device: torch.device) -> dict:
+    """What a reader needs to know about where a run ran."""
+    info = {
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def prepare_run_dir(out: Path, config: dict, resume: bool) -> bool:
+    """Create ``out`` for a new run, or check it for ``--resume``.
+
+    Returns True when a ``last.pt`` exists and the run should resume from it.
+    A new run refuses a folder that already holds a run (no silent overwrite);
+    a resumed run refuses a config that differs from the saved one in any key
+    but those that do not change the result (``RESUME_FREE_KEYS``).
+    """
+    out = Path(out)
+    cfg_path = out / CONFIG
+    if resume:
+        if not cfg_path.exists():
+            raise ValueError(f"--resume: {out} holds no {CONFIG}; start the run without --resume")
+        saved = read_json(cfg_path).get("config", {})
+        diffs = sorted(k for k in set(saved) | set(config)
+                       if k not in RESUME_FREE_KEYS and saved.get(k) != to_jsonable(config.get(k)))
+        if diffs:
+            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {to_jsonable(config.get(k))!r}" for k in diffs)
+            raise ValueError(f"--resume: settings differ from {cfg_path}: {detail}")
+        return (out / LAST).exists()
+    if out.exists() and any((out / n).exists() for n in (CONFIG, LAST, SUMMARY)):
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+# Settings that may change between an interrupted run and its resumption.
+RESUME_FREE_KEYS = frozenset({"resume", "device", "progress", "num_workers", "out"})

@@ -1,0 +1,40 @@
+"""Shared fixtures: where the real data lives, and a per-checkout cache.
+
+The real data sets are read from ``$NORMLAB_TEST_DATA`` or else
+``../shared/data`` beside the repository. A missing data set fails the test
+that needs it, with the path it looked at: it is never silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NORMLAB_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+# Decoded datasets are cached between test sessions in the checkout (git-ignored).
+os.environ.setdefault("NORMLAB_CACHE", str(ROOT / ".cache" / "tests"))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"real test data not found at {path}; set NORMLAB_TEST_DATA to the folder holding it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def cifar_zip(shared_data) -> Path:
+    return _need(shared_data / "cifar10-jpeg.zip")
+
+
+@pytest.fixture(scope="session")
+def gmb_csv_zip(shared_data) -> Path:
+    return _need(shared_data / "gmb" / "ner_dataset.csv.zip")

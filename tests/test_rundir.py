@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from normlab.train import rundir
+from normlab.train.metrics import classification_metrics
+
+
+def test_atomic_write_leaves_no_temp_on_failure(tmp_path):
+    target = tmp_path / "x.json"
+    rundir.atomic_write_json(target, {"a": 1})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        rundir.atomic_write_json(target, {"a": Boom()})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_jsonl_ignores_torn_last_line_only(tmp_path):
+    p = tmp_path / "m.jsonl"
+    rundir.append_jsonl(p, {"epoch": 1})
+    rundir.append_jsonl(p, {"epoch": 2})
+    with open(p, "a") as f:
+        f.write('{"epoch": 3')
+    assert [r["epoch"] for r in rundir.read_jsonl(p)] == [1, 2]
+    p.write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        rundir.read_jsonl(p)
+
+
+def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
+    rundir.seed_everything(3)
+    rundir.atomic_torch_save({"rng": rundir.rng_state_for_checkpoint()}, tmp_path / "c.pt")
+    a = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
+    rundir.restore_rng_state(rundir.load_checkpoint(tmp_path / "c.pt")["rng"])
+    b = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
+    assert a == b
+
+
+def test_load_checkpoint_refuses_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    p = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, p)
+    with pytest.raises(ValueError, match="not a valid normlab checkpoint"):
+        rundir.load_checkpoint(p)
+
+
+def test_prepare_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
+    out = tmp_path / "run"
+    assert rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False) is False
+    rundir.atomic_write_json(out / rundir.CONFIG, {"config": {"lr": 0.1, "device": "cpu"}})
+    with pytest.raises(ValueError, match="already holds a run"):
+        rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False)
+    with pytest.raises(ValueError, match="lr"):
+        rundir.prepare_run_dir(out, {"lr": 0.2, "device": "cpu"}, resume=True)
+    assert rundir.prepare_run_dir(out, {"lr": 0.1, "device": "cuda"}, resume=True) is False
+
+
+def test_metrics_match_definitions():
+    y = [0, 0, 1, 1, 2, 2]
+    p = [0, 1, 1, 1, 2, 0]
+    m = classification_metrics(y, p)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["micro_f1"] == pytest.approx(4 / 6)
+    # per-class F1: class0 P=1/2 R=1/2 -> .5; class1 P=2/3 R=1 -> .8; class2 P=1 R=1/2 -> 2/3
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    with pytest.raises(ValueError, match="one shape"):
+        classification_metrics([0, 1], [0])
