@@ -36,7 +36,8 @@ LAST = "last.pt"
 SUMMARY = "summary.json"
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+def atomic_write_with(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -55,11 +56,11 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text), "w")
+    atomic_write_with(path, lambda f: f.write(text), "w")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda f: f.write(data), "wb")
+    atomic_write_with(path, lambda f: f.write(data), "wb")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -67,13 +68,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+    atomic_write_with(path, lambda f: torch.save(obj, f), "wb")
 
 
 def atomic_savefig(fig, path: Path, **kw) -> None:
     """Save a matplotlib figure atomically (format taken from the path's suffix)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
-    _atomic_write(path, lambda f: fig.savefig(f, format=fmt, **kw), "wb")
+    atomic_write_with(path, lambda f: fig.savefig(f, format=fmt, **kw), "wb")
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
