@@ -1,0 +1,241 @@
+"""The experiment grids of the two studies: every run the seed asks for.
+
+A study is a list of ``Variant``s (one per row of the report's table) run for
+one or more seeds. Each variant knows the command-line arguments that make it
+different from its neighbours; ``resnet_command`` / ``ner_command`` add the
+settings the whole study shares (data, epochs, seed, output folder) and turn a
+variant into the argv of one ``normlab resnet train`` / ``normlab ner train``
+run, which the runner starts as its own process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+Kind = Literal["resnet", "ner"]
+
+# The seed's ResNet budget: 100 epochs at batch 128 with lr 0.1. A study with
+# fewer epochs (or --limit-train) is a shortened study, and its report says so.
+RESNET_FULL_EPOCHS = 100
+RESNET_BASE_BATCH = 128
+RESNET_BASE_LR = 0.1
+RESNET_SMALL_BATCH = 8
+# `normlab ner train` stops on its own (early stopping on val entity F1) within at
+# most 50 epochs, its default; a NER study capped below that is a shortened one.
+NER_FULL_EPOCHS = 50
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study: a name (also its run folder), a label for readers, its own flags."""
+
+    name: str
+    label: str
+    args: tuple[str, ...]
+    # Flags of the single-run command this variant needs; a variant whose flags
+    # the installed command does not offer is left out (and reported as missing).
+    needs: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def small_batch_lr(rule: str, base_lr: float = RESNET_BASE_LR, batch_size: int = RESNET_SMALL_BATCH) -> float:
+    """Learning rate for the batch-8 runs.
+
+    ``linear`` (the default) is the linear scaling rule of Goyal et al. 2017,
+    lr = 0.1 * 8 / 128 = 0.00625, which Wu & He also use when they vary the
+    batch size in the GroupNorm paper: the expected update per example stays
+    the same, so the batch-8 runs differ from the batch-128 ones in batch size
+    only, not in effective step size (at lr 0.1, batch-8 SGD takes 16x as many
+    steps of the same size per epoch, and BN at batch 8 tends to blow up).
+    ``same`` keeps lr 0.1, the seed's literal wording.
+    """
+    if rule == "linear":
+        return base_lr * batch_size / RESNET_BASE_BATCH
+    if rule == "same":
+        return base_lr
+    raise ValueError(f"expected small-batch lr rule 'linear' or 'same', got {rule!r}")
+
+
+def resnet_variants(small_batch_rule: str = "linear") -> list[Variant]:
+    """torch_bn (reference), the six variants at batch 128, BN and GN at batch 8."""
+    out = []
+    big = [
+        ("torch_bn", "torch_bn: nn.BatchNorm2d (reference)"),
+        ("bn", "BN (ours)"),
+        ("in", "IN"),
+        ("bin", "BIN"),
+        ("ln", "LN"),
+        ("gn", "GN"),
+        ("nn", "NN (no normalization)"),
+    ]
+    for norm, label in big:
+        out.append(Variant(norm, f"{label}, batch {RESNET_BASE_BATCH}",
+                           ("--norm", norm, "--batch-size", str(RESNET_BASE_BATCH), "--lr", repr(RESNET_BASE_LR)),
+                           settings={"norm": norm, "batch_size": RESNET_BASE_BATCH, "lr": RESNET_BASE_LR}))
+    lr8 = small_batch_lr(small_batch_rule)
+    for norm, label in (("bn", "BN (ours)"), ("gn", "GN")):
+        out.append(Variant(f"{norm}_b{RESNET_SMALL_BATCH}", f"{label}, batch {RESNET_SMALL_BATCH}",
+                           ("--norm", norm, "--batch-size", str(RESNET_SMALL_BATCH), "--lr", repr(lr8)),
+                           settings={"norm": norm, "batch_size": RESNET_SMALL_BATCH, "lr": lr8}))
+    return out
+
+
+def ner_variants() -> list[Variant]:
+    """The NER grid: random / GloVe / +chars / +layer norm, softmax and CRF heads.
+
+    ``crf_free`` is the CRF without the BIO constraints on its transitions (the
+    other CRF runs start impossible transitions such as O -> I-x at a large
+    negative score): it answers what the chosen initialization changed. It is
+    only run when the installed ``ner train`` offers ``--no-crf-constraints``.
+    """
+    G = ("--embeddings", "{embeddings}")
+    rows = [
+        ("random", "BiLSTM, random 100-d embeddings", (), {"embeddings": "random", "char": False, "layer_norm": False, "crf": False}),
+        ("glove", "BiLSTM, GloVe", G, {"embeddings": "glove", "char": False, "layer_norm": False, "crf": False}),
+        ("glove_char", "BiLSTM, GloVe + chars", G + ("--char",), {"embeddings": "glove", "char": True, "layer_norm": False, "crf": False}),
+        ("glove_char_ln", "BiLSTM (layer norm), GloVe + chars", G + ("--char", "--layer-norm"), {"embeddings": "glove", "char": True, "layer_norm": True, "crf": False}),
+        ("crf", "BiLSTM-CRF, GloVe + chars", G + ("--char", "--crf"), {"embeddings": "glove", "char": True, "layer_norm": False, "crf": True}),
+        ("crf_ln", "BiLSTM-CRF (layer norm), GloVe + chars", G + ("--char", "--layer-norm", "--crf"), {"embeddings": "glove", "char": True, "layer_norm": True, "crf": True}),
+    ]
+    out = [Variant(n, l, a, settings=s) for n, l, a, s in rows]
+    out.append(Variant("crf_free", "BiLSTM-CRF, GloVe + chars, unconstrained transitions",
+                       G + ("--char", "--crf", "--no-crf-constraints"), needs=("--no-crf-constraints",),
+                       settings={"embeddings": "glove", "char": True, "layer_norm": False, "crf": True, "crf_constraints": False}))
+    return out
+
+
+def variants_for(kind: Kind, small_batch_rule: str = "linear") -> list[Variant]:
+    if kind == "resnet":
+        return resnet_variants(small_batch_rule)
+    if kind == "ner":
+        return ner_variants()
+    raise ValueError(f"expected study kind 'resnet' or 'ner', got {kind!r}")
+
+
+def select_variants(kind: Kind, names: Optional[list[str]], small_batch_rule: str = "linear") -> list[Variant]:
+    """The whole grid, or the named variants of it in grid order; an unknown name lists the valid ones."""
+    grid = variants_for(kind, small_batch_rule)
+    if not names:
+        return grid
+    valid = [v.name for v in grid]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"expected variants among {', '.join(valid)}, got {', '.join(unknown)}")
+    return [v for v in grid if v.name in names]
+
+
+@dataclass
+class StudySettings:
+    """Everything a study shares across its runs; saved in ``study.json``.
+
+    A rerun must use the same settings (except those in ``FREE_KEYS``), so
+    that resumed runs and finished ones belong to the same experiment.
+    """
+
+    kind: Kind
+    out: str
+    seeds: int = 1
+    first_seed: int = 0
+    epochs: Optional[int] = None  # None: the single-run command's default (the full budget)
+    limit_train: Optional[int] = None
+    device: str = "auto"
+    jobs: int = 1
+    variants: Optional[list[str]] = None  # None: the whole grid
+    # resnet: cifar10 or a path; ner: one GMB file, or three (train, val, test)
+    data: Union[str, list[str], None] = None
+    data_dir: Optional[str] = None
+    val_size: Optional[int] = None
+    small_batch_lr: Literal["linear", "same"] = "linear"
+    # ner
+    embeddings: Optional[str] = None
+    extra_args: list[str] = field(default_factory=list)  # passed to every run unchanged
+
+    FREE_KEYS = ("out", "device", "jobs", "variants")
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def validate(self) -> None:
+        if self.kind not in ("resnet", "ner"):
+            raise ValueError(f"expected kind 'resnet' or 'ner', got {self.kind!r}")
+        if self.seeds < 1:
+            raise ValueError(f"expected --seeds >= 1, got {self.seeds}")
+        if self.jobs < 1:
+            raise ValueError(f"expected --jobs >= 1, got {self.jobs}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"expected --epochs >= 1, got {self.epochs}")
+        if self.limit_train is not None and self.limit_train < 1:
+            raise ValueError(f"expected --limit-train >= 1, got {self.limit_train}")
+        if self.small_batch_lr not in ("linear", "same"):
+            raise ValueError(f"expected --small-batch-lr linear or same, got {self.small_batch_lr!r}")
+        if self.kind == "resnet" and not (self.data or self.data_dir):
+            raise ValueError("expected --data PATH|cifar10 or --data-dir DIR for the ResNet study, got neither")
+        if self.kind == "ner" and not self.data:
+            raise ValueError("expected --data FILE (GMB) for the NER study, got none")
+        if self.kind == "ner" and isinstance(self.data, list) and len(self.data) not in (1, 3):
+            raise ValueError(f"expected one GMB file or three (train, val, test), got {len(self.data)}")
+        select_variants(self.kind, self.variants, self.small_batch_lr)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudySettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"study.json: unknown settings {', '.join(unknown)}")
+        return cls(**d)
+
+    def shortened(self) -> list[str]:
+        """Why this study is shorter than the seed's (empty when it is the full study)."""
+        why = []
+        if self.kind == "resnet" and self.epochs is not None and self.epochs < RESNET_FULL_EPOCHS:
+            why.append(f"{self.epochs} epoch{'s' * (self.epochs != 1)} instead of {RESNET_FULL_EPOCHS}")
+        if self.kind == "ner" and self.epochs is not None and self.epochs < NER_FULL_EPOCHS:
+            why.append(f"at most {self.epochs} epoch{'s' * (self.epochs != 1)} instead of {NER_FULL_EPOCHS} "
+                       f"with early stopping")
+        if self.limit_train is not None:
+            unit = "training images" if self.kind == "resnet" else "training sentences"
+            why.append(f"only the first {self.limit_train} {unit} (--limit-train)")
+        if self.kind == "resnet" and self.val_size is not None and self.val_size != 10000:
+            why.append(f"{self.val_size} validation images instead of 10,000")
+        return why
+
+
+def run_dir(out: Path, variant: str, seed: int) -> Path:
+    return Path(out) / "runs" / variant / f"seed{seed}"
+
+
+def run_command(settings: StudySettings, variant: Variant, seed: int, resume: bool) -> list[str]:
+    """argv of one single run (``python -m normlab <kind> train ...``)."""
+    out = run_dir(Path(settings.out), variant.name, seed)
+    argv = [sys.executable, "-m", "normlab", settings.kind, "train"]
+    if settings.kind == "resnet":
+        argv += ["--n", "2"]
+        if settings.data:
+            argv += ["--data", settings.data]
+        if settings.data_dir:
+            argv += ["--data-dir", settings.data_dir]
+        if settings.val_size is not None:
+            argv += ["--val-size", str(settings.val_size)]
+        argv += [a.format(embeddings="") for a in variant.args]
+    else:
+        argv += ["--data", *([settings.data] if isinstance(settings.data, str) else settings.data)]
+        emb = settings.embeddings or "glove-6b-50d"
+        argv += [a.format(embeddings=emb) for a in variant.args]
+    if settings.epochs is not None:
+        argv += ["--epochs", str(settings.epochs)]
+    if settings.limit_train is not None:
+        argv += ["--limit-train", str(settings.limit_train)]
+    if settings.device and settings.device != "auto":
+        argv += ["--device", settings.device]
+    argv += list(settings.extra_args)
+    argv += ["--seed", str(seed), "--out", str(out), "--no-progress"]
+    if resume:
+        argv.append("--resume")
+    return argv

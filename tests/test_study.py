@@ -1,0 +1,303 @@
+"""Study grids and the runner: planning, refusals, and real mini studies (run, kill, resume, report)."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from normlab.study import grids
+from normlab.study.grids import StudySettings, run_command, select_variants, small_batch_lr
+from normlab.study.runner import LOCK, plan, run_state, run_study
+from normlab.train.rundir import atomic_write_json, read_json, read_jsonl
+
+from test_report import check_table_matches_runs, parse_md_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+def test_resnet_grid_is_the_seeds_grid():
+    g = {v.name: v.settings for v in grids.resnet_variants("linear")}
+    assert list(g) == ["torch_bn", "bn", "in", "bin", "ln", "gn", "nn", "bn_b8", "gn_b8"]
+    assert all(s["batch_size"] == 128 and s["lr"] == 0.1 for n, s in g.items() if not n.endswith("_b8"))
+    assert g["bn_b8"] == {"norm": "bn", "batch_size": 8, "lr": 0.1 * 8 / 128}
+    assert g["gn_b8"]["norm"] == "gn"
+    assert {v.name: v.settings["lr"] for v in grids.resnet_variants("same")}["gn_b8"] == 0.1
+
+
+def test_small_batch_lr_rules():
+    assert small_batch_lr("linear") == pytest.approx(0.00625)
+    assert small_batch_lr("same") == 0.1
+    with pytest.raises(ValueError, match="expected small-batch lr rule 'linear' or 'same', got 'sqrt'"):
+        small_batch_lr("sqrt")
+
+
+def test_ner_grid_flags():
+    v = {x.name: x for x in grids.ner_variants()}
+    assert list(v) == ["random", "glove", "glove_char", "glove_char_ln", "crf", "crf_ln", "crf_free"]
+    s = StudySettings(kind="ner", out="o", data="gmb.csv", embeddings="glove.txt")
+    cmd = lambda name: run_command(s, v[name], 3, False)
+    assert "--embeddings" not in cmd("random")
+    assert cmd("glove")[cmd("glove").index("--embeddings") + 1] == "glove.txt"
+    assert {"--char", "--layer-norm", "--crf"} <= set(cmd("crf_ln")) and "--crf" not in cmd("glove_char_ln")
+    assert "--no-crf-constraints" in cmd("crf_free") and "--no-crf-constraints" not in cmd("crf")
+    c = cmd("crf")
+    assert c[:5] == [sys.executable, "-m", "normlab", "ner", "train"]
+    assert c[c.index("--seed") + 1] == "3" and c[c.index("--out") + 1] == str(Path("o/runs/crf/seed3"))
+    assert "--resume" not in c and run_command(s, v["crf"], 3, True)[-1] == "--resume"
+
+
+def test_resnet_command_carries_the_study_settings():
+    s = StudySettings(kind="resnet", out="o", data="c.zip", epochs=7, limit_train=256, val_size=128,
+                      extra_args=["--compile", "off"])
+    v = {x.name: x for x in grids.resnet_variants()}
+    c = run_command(s, v["gn_b8"], 0, False)
+    opt = lambda f: c[c.index(f) + 1]
+    assert (opt("--norm"), opt("--batch-size"), float(opt("--lr"))) == ("gn", "8", 0.00625)
+    assert (opt("--data"), opt("--epochs"), opt("--limit-train"), opt("--val-size"), opt("--compile")) == \
+        ("c.zip", "7", "256", "128", "off")
+    assert opt("--n") == "2" and "--no-progress" in c
+
+
+def test_unknown_variant_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="expected variants among torch_bn, bn, in, bin, ln, gn, nn, bn_b8, gn_b8, got bn8"):
+        select_variants("resnet", ["bn", "bn8"])
+    assert [v.name for v in select_variants("ner", ["crf", "random"])] == ["random", "crf"]
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(kind="resnet"), "expected --data PATH|cifar10 or --data-dir DIR"),
+    (dict(kind="ner"), "expected --data FILE"),
+    (dict(kind="ner", data=["a", "b"]), "expected one GMB file or three"),
+    (dict(kind="resnet", data="x", seeds=0), "expected --seeds >= 1, got 0"),
+    (dict(kind="resnet", data="x", jobs=0), "expected --jobs >= 1, got 0"),
+    (dict(kind="resnet", data="x", epochs=0), "expected --epochs >= 1, got 0"),
+    (dict(kind="resnet", data="x", limit_train=0), "expected --limit-train >= 1, got 0"),
+    (dict(kind="img", data="x"), "expected kind 'resnet' or 'ner'"),
+])
+def test_settings_are_validated(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        StudySettings(out="o", **kw).validate()
+
+
+def test_shortened_reasons():
+    assert StudySettings(kind="resnet", out="o", data="x").shortened() == []
+    assert StudySettings(kind="resnet", out="o", data="x", epochs=100).shortened() == []
+    assert StudySettings(kind="resnet", out="o", data="x", epochs=30, val_size=256).shortened() == [
+        "30 epochs instead of 100", "256 validation images instead of 10,000"]
+    assert StudySettings(kind="ner", out="o", data="x", limit_train=50).shortened() == [
+        "only the first 50 training sentences (--limit-train)"]
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def test_plan_skips_finished_resumes_interrupted_and_leaves_out_unsupported(tmp_path):
+    s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", seeds=2)
+    (tmp_path / "runs/random/seed0").mkdir(parents=True)
+    atomic_write_json(tmp_path / "runs/random/seed0/config.json", {})
+    atomic_write_json(tmp_path / "runs/random/seed0/summary.json", {})
+    (tmp_path / "runs/glove/seed1").mkdir(parents=True)
+    atomic_write_json(tmp_path / "runs/glove/seed1/config.json", {})
+    (tmp_path / "runs/crf/seed0").mkdir(parents=True)  # created, but the run died before its config
+    assert run_state(tmp_path / "runs/random/seed0") == "finished"
+    assert run_state(tmp_path / "runs/glove/seed1") == "interrupted"
+    assert run_state(tmp_path / "runs/crf/seed0") == "new"
+    tasks, left_out = plan(s, flags={"--data"})
+    todo = {(t.variant.name, t.seed): t.resume for t in tasks}
+    assert ("random", 0) not in todo and todo[("random", 1)] is False
+    assert todo[("glove", 1)] is True and todo[("glove", 0)] is False and todo[("crf", 0)] is False
+    assert "crf_free" in left_out and all(v != "crf_free" for v, _ in todo)
+    assert "--no-crf-constraints" in left_out["crf_free"]
+    tasks, left_out = plan(s, flags={"--no-crf-constraints"})
+    assert not left_out and ("crf_free", 1) in {(t.variant.name, t.seed) for t in tasks}
+
+
+def test_rerun_with_other_settings_is_refused(tmp_path):
+    s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", epochs=3)
+    atomic_write_json(tmp_path / "study.json", {"kind": "ner", "settings": s.to_dict()})
+    s2 = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", epochs=4, jobs=2)
+    with pytest.raises(ValueError, match="holds a study with other settings \\(epochs: saved 3, now 4\\)"):
+        run_study(s2, report=False)
+    s3 = StudySettings(kind="resnet", out=str(tmp_path), data="c.zip")
+    with pytest.raises(ValueError, match="holds a ner study, not a resnet one"):
+        run_study(s3, report=False)
+
+
+def test_second_study_in_the_same_folder_is_refused(tmp_path):
+    fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(ValueError, match="another study \\(or a run it started\\) is still running"):
+            run_study(StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv"), report=False)
+    finally:
+        os.close(fd)
+
+
+def _normlab(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "normlab", *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    from normlab.cli import main
+
+    assert main(["study", "resnet", "--out", str(tmp_path / "s"), "--variants", "bn", "xx", "--data", "d"]) == 2
+    err = capsys.readouterr().err
+    assert "expected variants among" in err and "got xx" in err
+    assert main(["study", "resnet", "--out", str(tmp_path / "s")]) == 2
+    assert "expected --data PATH|cifar10 or --data-dir DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["study", "ner", "--out", str(tmp_path / "s")])
+    assert e.value.code == 2 and "--data" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    p = _normlab("study", "ner", "--out", str(tmp_path / "s"), "--data", "g.csv", "--jobs", "0")  # the real command
+    assert p.returncode == 2 and p.stderr.strip() == "normlab: error: expected --jobs >= 1, got 0"
+
+
+# ----------------------------------------------------------------------------- real mini studies
+
+
+def slice_gmb(src: Path, out: Path, sizes=(96, 32, 32)) -> list[str]:
+    """The first sentences of the real GMB CSV as three small files (train, val, test)."""
+    with zipfile.ZipFile(src) as z:
+        name = next(n for n in z.namelist() if n.endswith(".csv"))
+        text = z.read(name).decode("latin-1")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows)
+    sents: list[list[list[str]]] = []
+    for r in rows:
+        if r[0].strip():
+            if len(sents) == sum(sizes):
+                break
+            sents.append([])
+        sents[-1].append(r)
+    paths, start = [], 0
+    for part, n in zip(("train", "val", "test"), sizes):
+        p = out / f"gmb-{part}.csv"
+        with open(p, "w", newline="", encoding="latin-1") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for s in sents[start:start + n]:
+                w.writerows(s)
+        paths.append(str(p))
+        start += n
+    return paths
+
+
+def _digest(d: Path) -> dict[str, tuple[int, str]]:
+    return {p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(d.iterdir()) if p.is_file()}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_ner_mini_study_killed_and_resumed(tmp_path, gmb_csv_zip):
+    """2 variants on a slice of GMB: kill the study mid-run, rerun it, get the whole study and its report."""
+    files = slice_gmb(gmb_csv_zip, tmp_path)
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "normlab", "study", "ner", "--data", *files, "--out", str(out),
+           "--variants", "random", "glove", "--epochs", "1",
+           "--run-arg=--batch-size=16", "--run-arg=--eval-every=2"]
+    first, second = out / "runs/random/seed0", out / "runs/glove/seed0"
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    try:
+        while not ((first / "summary.json").exists() and (second / "last.pt").exists()):
+            assert proc.poll() is None, f"study ended before it could be killed:\n{proc.stdout.read()}"
+            assert time.time() < deadline, "no last.pt within 10 minutes"
+            time.sleep(0.1)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the study and the run it started, as a crash would
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert not (second / "summary.json").exists(), "killed too late: the second run had already finished"
+    before = _digest(first)
+
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "resuming glove-seed0" in p.stdout and "random-seed0" not in p.stdout
+    assert "resumed from" in (out / "logs/glove-seed0.log").read_text()
+    assert _digest(first) == before  # the finished run was not touched
+    s = read_json(second / "summary.json")
+    assert s["status"] in ("finished", "early_stopped") and s["updates"] == 6  # 1 epoch of 96/16 updates
+    steps = [m["step"] for m in read_jsonl(second / "metrics.jsonl")]
+    assert steps == [2, 4, 6]  # an entry every 2 updates: none lost or repeated by the resume
+    events = read_jsonl(out / "events.jsonl")
+    assert [(e["run"], e["resumed"], e["returncode"]) for e in events] == [("random", False, 0), ("glove", True, 0)]
+
+    md = (out / "report.md").read_text()
+    assert "SHORTENED STUDY: at most 1 epoch instead of 50" in md
+    assert check_table_matches_runs(out, md) == 2 * 10
+    header, rows = parse_md_table(md)
+    assert rows["crf"][1] == "missing (not run)"
+    header, rows = parse_md_table(md, "run")
+    emb = dict(zip(header, rows["glove/seed0"]))
+    info = read_json(second / "config.json")["data"]["embeddings"]
+    assert (emb["source"], emb["dimension"]) == ("glove-6b-50d", "50")
+    assert emb["words found"] == f"{info['found']} of {info['total']}"
+    assert dict(zip(header, rows["random/seed0"]))["dimension"] == "100"
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_resnet_mini_study_two_jobs(tmp_path, cifar_zip):
+    """torch_bn and bn, 1 epoch on a slice of CIFAR-10, two runs at once: the report holds their numbers."""
+    from test_report import open_in_chromium
+
+    out = tmp_path / "study"
+    p = _normlab("study", "resnet", "--data", str(cifar_zip), "--out", str(out), "--variants", "torch_bn", "bn",
+                 "--epochs", "1", "--limit-train", "256", "--val-size", "256", "--jobs", "2",
+                 "--run-arg=--compile=off", timeout=800)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    lines = p.stdout.splitlines()
+    starts = [i for i, l in enumerate(lines) if "starting" in l]
+    ends = [i for i, l in enumerate(lines) if l.endswith("s") and " finished in " in l]
+    assert len(starts) == 2 and len(ends) == 2 and max(starts) < min(ends)  # both ran at once
+    ncpu = len(os.sched_getaffinity(0))
+    for name in ("torch_bn", "bn"):
+        cfg = read_json(out / f"runs/{name}/seed0/config.json")
+        assert cfg["config"]["norm"] == name and cfg["config"]["epochs"] == 1
+        assert cfg["env"]["cpu_threads"] == max(1, ncpu // 2)
+    md = (out / "report.md").read_text()
+    assert md.splitlines()[2].startswith("> **SHORTENED STUDY: 1 epoch instead of 100; only the first 256 "
+                                         "training images (--limit-train); 256 validation images instead of 10,000")
+    assert check_table_matches_runs(out, md) == 2 * 9
+    assert parse_md_table(md)[1]["gn_b8"][1] == "missing (not run)"
+    ta = read_json(out / "runs/torch_bn/seed0/summary.json")["metrics"]["test"]["accuracy"] * 100
+    tb = read_json(out / "runs/bn/seed0/summary.json")["metrics"]["test"]["accuracy"] * 100
+    assert f"Test accuracy: `torch_bn` {ta:.2f}%, `bn` {tb:.2f}% (`bn` {tb - ta:+.2f} points)." in md
+    page = out / "report.html"
+    dom = open_in_chromium(page, tmp_path)
+    assert f"IMAGES {page.read_text().count('<img ')} LOADED ALL ERRORS 0" in dom
+    # a rerun has nothing left to do
+    p = _normlab("study", "resnet", "--data", str(cifar_zip), "--out", str(out), "--variants", "torch_bn", "bn",
+                 "--epochs", "1", "--limit-train", "256", "--val-size", "256", "--run-arg=--compile=off",
+                 "--no-report", timeout=300)
+    assert p.returncode == 0 and "every run has finished already" in p.stdout
+
+
+def test_gpus_come_from_cuda_visible_devices(monkeypatch):
+    from normlab.study.runner import _gpu_list
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert _gpu_list("auto") == ["2", "5"] and _gpu_list("cuda") == ["2", "5"]
+    assert _gpu_list("cpu") == []  # --device cpu: processes on the CPU, no GPU handed out
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert _gpu_list("auto") == []
