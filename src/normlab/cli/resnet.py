@@ -1,8 +1,132 @@
-"""`normlab resnet ...` commands (placeholder: filled in by its issue)."""
+"""`normlab resnet train`: parse arguments, build a ``ResNetConfig``, call ``normlab.train.resnet.fit``."""
 
 from __future__ import annotations
 
+import argparse
+
+TRAIN_HELP = """\
+Train a CIFAR ResNet with 6n+2 layers (He et al. 2016, section 4.2) using one
+normalization scheme, and write a run directory (--out):
+
+  config.json    every setting, torch version, device, the validation split
+  metrics.jsonl  one line per epoch: lr, seconds, train/val loss, accuracy, error,
+                 val micro/macro F1, and the 1st/20th/80th/99th percentiles of the
+                 penultimate-layer features over the validation set
+  train.log      the per-epoch table printed while training
+  best.pt        checkpoint with the best validation accuracy; last.pt: the latest epoch
+  curves.png     train and validation error against epoch
+  quantiles.png  the four feature percentiles against epoch
+  summary.json   written last: status (finished, early_stopped or diverged), and
+                 accuracy, micro F1, macro F1 and loss on train, val and test from
+                 the best checkpoint (the test split is read only here)
+
+Recipe: SGD with momentum, He et al. augmentation (4-pixel pad, random crop,
+horizontal flip) done on whole batches on the device, a validation set drawn
+from the training images, early stopping on validation accuracy. A non-finite
+training loss stops the run (status "diverged"), keeping the best checkpoint.
+See docs/resnet.md for the choices and their reasons.
+"""
+
+# What each --norm means (the keys must be normlab.norms.NORM_NAMES; a test checks it).
+NORM_HELP = {
+    "bn": "BatchNorm (Ioffe & Szegedy 2015), from scratch",
+    "in": "InstanceNorm (Ulyanov et al. 2016)",
+    "bin": "Batch-Instance Norm (Nam & Kim 2018), gated mix of bn and in",
+    "ln": "LayerNorm over (C, H, W) (Ba et al. 2016)",
+    "gn": "GroupNorm (Wu & He 2018), see --gn-groups",
+    "nn": "no normalization",
+    "torch_bn": "PyTorch's nn.BatchNorm2d (reference for bn)",
+}
+
 
 def register(sub) -> None:
-    p = sub.add_parser("resnet", help="(not yet available)")
-    p.set_defaults(func=lambda args: p.error("not yet implemented"))
+    from normlab.norms import DEFAULT_GN_GROUPS, NORM_NAMES
+    from normlab.train.resnet import REFERENCE_BATCH_SIZE, ResNetConfig
+
+    d = ResNetConfig()
+    p = sub.add_parser("resnet", help="CIFAR ResNets with different normalization layers: train",
+                       description="CIFAR ResNets (6n+2 layers) with different normalization layers.")
+    rsub = p.add_subparsers(dest="resnet_command", metavar="SUBCOMMAND", required=True)
+    t = rsub.add_parser("train", help="train one ResNet and write a run directory", description=TRAIN_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    m = t.add_argument_group("model")
+    m.add_argument("--n", type=int, default=d.n, help=f"blocks per stage: 6n+2 layers (default {d.n}: ResNet-14)")
+    m.add_argument("--norm", choices=NORM_NAMES, default=d.norm, metavar="NORM",
+                   help="normalization after every conv: "
+                        + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES) + f" (default {d.norm})")
+    m.add_argument("--gn-groups", type=int, default=d.gn_groups, metavar="G",
+                   help=f"groups of --norm gn; must divide 16, 32 and 64 (default {DEFAULT_GN_GROUPS})")
+    m.add_argument("--shortcut", choices=("A", "projection"), default=d.shortcut,
+                   help="shortcut where a block changes shape: A, parameter-free subsample and zero-pad "
+                        f"(the paper's CIFAR choice), or projection, a 1x1 conv + norm (default {d.shortcut})")
+
+    g = t.add_argument_group("data")
+    g.add_argument("--data", default=d.data, metavar="{cifar10|PATH}",
+                   help="'cifar10' (the official set, found in or downloaded to --data-dir), or a path: "
+                        "cifar-10-python.tar.gz or its extracted folder, an image folder "
+                        f"(train/<class>/*, test/<class>/*) or a .zip of one (default {d.data})")
+    g.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
+                   help="where --data cifar10 is looked for and downloaded (default $NORMLAB_DATA, "
+                        "else ~/.cache/normlab/data)")
+    g.add_argument("--val-size", type=int, default=d.val_size,
+                   help=f"validation images drawn at random from the training images (default {d.val_size})")
+    g.add_argument("--split-seed", type=int, default=d.split_seed,
+                   help=f"seed of the validation draw, fixed across --seed (default {d.split_seed})")
+    g.add_argument("--limit-train", type=int, default=d.limit_train, metavar="N",
+                   help="train on only N of the remaining training images (a seeded random subset; "
+                        "for quick looks; default: all)")
+
+    o = t.add_argument_group("optimization")
+    o.add_argument("--epochs", type=int, default=d.epochs, help=f"epoch budget (default {d.epochs})")
+    o.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
+    o.add_argument("--lr", type=float, default=d.lr, help=f"peak SGD learning rate (default {d.lr})")
+    o.add_argument("--lr-scaling", choices=("none", "linear"), default=d.lr_scaling,
+                   help=f"none: use --lr as given; linear: --lr x batch-size / {REFERENCE_BATCH_SIZE} "
+                        f"(Goyal et al. 2017; for small batches such as 8) (default {d.lr_scaling})")
+    o.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    o.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help=f"L2 weight decay, not applied to bin's gates (default {d.weight_decay})")
+    o.add_argument("--schedule", choices=("cosine", "step"), default=d.schedule,
+                   help="cosine: lr decays to 0 over the epoch budget, every step; step: lr x0.1 at 50%% "
+                        f"and 75%% of the epochs (default {d.schedule})")
+    o.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help=f"linear lr warm-up from 0 over this many epochs (default {d.warmup_epochs:g}: none)")
+    o.add_argument("--patience", type=int, default=d.patience,
+                   help="stop after this many epochs without a better validation accuracy; 0: never stop "
+                        f"early (default {d.patience})")
+    o.add_argument("--bin-gate-lr-mult", type=float, default=d.bin_gate_lr_mult,
+                   help=f"learning-rate multiplier of bin's gates, as in Nam & Kim's code (default {d.bin_gate_lr_mult:g})")
+    o.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of initialization, batch order and augmentation (default {d.seed})")
+
+    r = t.add_argument_group("runtime")
+    r.add_argument("--device", default=d.device,
+                   help=f"auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps (default {d.device})")
+    r.add_argument("--compile", choices=("auto", "on", "off"), default=d.compile,
+                   help="torch.compile the model: auto compiles and falls back to eager with a warning when "
+                        "no compiler works; on fails instead; off stays eager (the first compiled epoch "
+                        f"pays a one-off compile time) (default {d.compile})")
+    r.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convs on CUDA)")
+    r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CUDA)")
+    r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                   help=f"images per batch when evaluating (default {d.eval_batch_size})")
+    r.add_argument("--out", default=d.out, metavar="DIR",
+                   help=f"run directory; must not hold a run unless --resume (default {d.out})")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt (same settings; --device may differ)")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from normlab.train.resnet import ResNetConfig, fit
+
+    names = {f.name for f in dataclasses.fields(ResNetConfig)}
+    cfg = ResNetConfig(**{k: v for k, v in vars(args).items() if k in names})
+    fit(cfg, progress=args.progress)  # prints the per-epoch table and the outcome
+    print(f"run directory: {cfg.out} (summary.json, metrics.jsonl, curves.png, quantiles.png, best.pt)")
+    # A diverged run is a result of the study (status "diverged" in summary.json), not a failure.
+    return 0
