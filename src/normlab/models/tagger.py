@@ -1,0 +1,217 @@
+"""BiLSTM sequence tagger with optional character features and CRF head.
+
+The architecture of Lample et al. (2016), "Neural Architectures for Named
+Entity Recognition", §2 and §4.1:
+
+* a word embedding (random, or a pretrained matrix that is fine-tuned),
+* optionally character features: 25-d character embeddings run through a
+  BiLSTM of 25 units each way over each word's original characters; the final
+  states of both directions are concatenated to the word embedding (§4.1),
+* dropout (0.5) on that input and on the BiLSTM output (§4.3),
+* a word-level BiLSTM, 100 units each way (``nn.LSTM``, or our LayerNorm LSTM
+  of Ba et al. 2016 with ``layer_norm=True``),
+* a linear layer to tag scores ``P`` (the emissions of eq. 1),
+* a softmax cross-entropy head, or a linear-chain CRF head (§2.2).
+
+Losses are the per-sentence negative log likelihood, summed over a sentence's
+tokens (the CRF's eq. 1 is per sentence; the softmax head sums its token
+cross-entropies so that both heads have the same scale) and averaged over the
+sentences of the batch. Padding never counts: the character BiLSTM runs on the
+real words only, the word BiLSTM on packed (or masked) sequences, and losses
+and predictions use the mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass
+class TaggerBatch:
+    """A right-padded batch of sentences.
+
+    words: (B, T) word ids (normalized words), anything at padding.
+    chars: (B, T, L) character ids of each word's original characters,
+        0 (padding) beyond a word's length; ``None`` when no character model.
+    mask:  (B, T) bool, True on real tokens; each row is left-aligned and
+        has at least one True.
+    tags:  (B, T) gold tag ids (any valid id at padding), or ``None``.
+    """
+
+    words: torch.Tensor
+    mask: torch.Tensor
+    chars: Optional[torch.Tensor] = None
+    tags: Optional[torch.Tensor] = None
+
+    def to(self, device) -> "TaggerBatch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return TaggerBatch(move(self.words), move(self.mask), move(self.chars), move(self.tags))
+
+
+class CharFeatures(nn.Module):
+    """Final states of a character BiLSTM per word (Lample et al. §4.1).
+
+    All real words of a batch are run at once as one packed batch of
+    character sequences; padding words are never run and get zeros.
+    """
+
+    def __init__(self, num_chars: int, char_dim: int = 25, hidden: int = 25, pad_index: int = 0):
+        super().__init__()
+        self.pad_index = pad_index
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=pad_index)
+        self.lstm = nn.LSTM(char_dim, hidden, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * hidden
+
+    def forward(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """chars: (B, T, L) ids, mask: (B, T) -> features (B, T, 2*hidden)."""
+        B, T, _ = chars.shape
+        words = chars[mask]  # shape: (N, L), the N real words of the batch
+        lengths = (words != self.pad_index).sum(dim=1).clamp(min=1)  # shape: (N,)
+        emb = self.embed(words)  # shape: (N, L, C)
+        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)  # h_n shape: (2, N, H), forward then backward
+        feats = torch.cat([h_n[0], h_n[1]], dim=-1)  # shape: (N, 2H)
+        out = feats.new_zeros(B, T, self.out_dim)
+        out[mask] = feats
+        return out
+
+
+class _PackedBiLSTM(nn.Module):
+    """``nn.LSTM`` over a right-padded batch, packed so padding is never seen."""
+
+    def __init__(self, input_size: int, hidden: int):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, D), mask: (B, T) -> (B, T, 2H), zeros at padding."""
+        lengths = mask.sum(dim=1)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out
+
+
+class _LayerNormBiLSTM(nn.Module):
+    """Our BiLSTM of ``LayerNormLSTMCell`` (Ba et al. 2016), same call as ``_PackedBiLSTM``."""
+
+    def __init__(self, input_size: int, hidden: int):
+        super().__init__()
+        from normlab.models.lstm import BiLSTM
+
+        self.lstm = BiLSTM(input_size, hidden, layer_norm=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, D), mask: (B, T) -> (B, T, 2H), zeros at padding."""
+        out, _ = self.lstm(x, mask=mask)
+        return out
+
+
+class BiLSTMTagger(nn.Module):
+    """BiLSTM(-CRF) tagger of Lample et al. (2016) §2.
+
+    Args:
+        num_words: size of the word vocabulary (ignored when ``pretrained`` is given).
+        num_tags: K, the number of tags.
+        num_chars: size of the character vocabulary; > 0 turns on character
+            features (index 0 is the character padding).
+        pretrained: optional (V, D) word embedding matrix, fine-tuned.
+        word_dim: D of the random word embedding (the study's 100).
+        hidden: units of the word BiLSTM in each direction.
+        char_dim, char_hidden: character embedding size and character BiLSTM
+            units each way (Lample et al.: 25 and 25).
+        dropout: applied to the BiLSTM's input and output.
+        layer_norm: use our LayerNorm LSTM (Ba et al. 2016) for the word BiLSTM.
+        crf: CRF head instead of a per-token softmax.
+        tag_names: names of the tags, needed for BIO constraints of the CRF.
+        crf_constraints: forbid transitions invalid in BIO (see ``normlab.models.crf``).
+    """
+
+    def __init__(
+        self,
+        num_words: int,
+        num_tags: int,
+        *,
+        num_chars: int = 0,
+        pretrained: Optional[torch.Tensor] = None,
+        word_dim: int = 100,
+        hidden: int = 100,
+        char_dim: int = 25,
+        char_hidden: int = 25,
+        dropout: float = 0.5,
+        layer_norm: bool = False,
+        crf: bool = False,
+        tag_names: Optional[Sequence[str]] = None,
+        crf_constraints: bool = True,
+    ):
+        super().__init__()
+        if pretrained is not None:
+            pretrained = torch.as_tensor(pretrained, dtype=torch.float32)
+            num_words, word_dim = pretrained.shape
+        self.word_embed = nn.Embedding(num_words, word_dim)
+        with torch.no_grad():
+            if pretrained is not None:
+                self.word_embed.weight.copy_(pretrained)
+            else:
+                # Lample et al.'s code: uniform in +-sqrt(3/D), i.e. unit variance per vector.
+                bound = math.sqrt(3.0 / word_dim)
+                self.word_embed.weight.uniform_(-bound, bound)
+        self.chars = CharFeatures(num_chars, char_dim, char_hidden) if num_chars > 0 else None
+        in_dim = word_dim + (self.chars.out_dim if self.chars is not None else 0)
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = _LayerNormBiLSTM(in_dim, hidden) if layer_norm else _PackedBiLSTM(in_dim, hidden)
+        self.proj = nn.Linear(2 * hidden, num_tags)
+        self.num_tags = num_tags
+        self.crf = None
+        if crf:
+            self.crf = _make_crf(num_tags, tag_names, crf_constraints)
+
+    def emissions(self, batch: TaggerBatch) -> torch.Tensor:
+        """Tag scores P of Lample et al. eq. 1: (B, T, K), arbitrary at padding."""
+        mask = batch.mask
+        x = self.word_embed(batch.words)  # shape: (B, T, D)
+        if self.chars is not None:
+            if batch.chars is None:
+                raise ValueError("expected a batch with chars for a tagger with character features, got chars=None")
+            x = torch.cat([x, self.chars(batch.chars, mask)], dim=-1)  # shape: (B, T, D + 2C)
+        h = self.lstm(self.dropout(x), mask)  # shape: (B, T, 2H)
+        return self.proj(self.dropout(h))  # shape: (B, T, K)
+
+    def loss(self, batch: TaggerBatch, emissions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean over sentences of the sentence's negative log likelihood (a scalar)."""
+        if batch.tags is None:
+            raise ValueError("expected a batch with gold tags for the loss, got tags=None")
+        em = self.emissions(batch) if emissions is None else emissions
+        if self.crf is not None:
+            return self.crf.nll(em, batch.tags, batch.mask).mean()
+        token_nll = F.cross_entropy(em[batch.mask], batch.tags[batch.mask], reduction="sum")
+        return token_nll / batch.mask.shape[0]
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Best tags (B, T) from emissions (B, T, K); -1 at padding."""
+        if self.crf is not None:
+            return self.crf.decode(emissions, mask)
+        return emissions.argmax(dim=-1).masked_fill(~mask, -1)
+
+    @torch.no_grad()
+    def predict(self, batch: TaggerBatch) -> torch.Tensor:
+        """Best tag ids (B, T), -1 at padding (call ``eval()`` first for deterministic output)."""
+        return self.decode(self.emissions(batch), batch.mask)
+
+
+def _make_crf(num_tags: int, tag_names: Optional[Sequence[str]], constrain: bool) -> nn.Module:
+    from normlab.models.crf import LinearChainCRF
+
+    if not constrain:
+        return LinearChainCRF(num_tags)
+    if tag_names is None or len(tag_names) != num_tags:
+        raise ValueError(f"expected {num_tags} tag names for BIO constraints, got {tag_names!r}")
+    return LinearChainCRF.for_bio(list(tag_names), constrain=True)

@@ -1,0 +1,597 @@
+"""Training and tagging with the BiLSTM(-CRF) NER tagger: ``fit(NERConfig) -> summary``.
+
+One run writes a run directory (see ``normlab.train.rundir``)::
+
+    config.json    {"kind": "ner", "config": every setting, "env": ..., "data": files,
+                    split sizes, split seed, embeddings (source, dim, share of words found)}
+    metrics.jsonl  an entry every ``eval_every`` updates and at the end of every epoch
+    best.pt        the checkpoint with the best validation entity F1
+    last.pt        the checkpoint to resume from (written at every evaluation)
+    vocab.json     word/char/tag vocabularies and the model settings (JSON, no pickle)
+    train.log      the fixed-column table printed during training
+    curves.png     accuracy, micro F1 and macro F1 against updates, train and val
+    summary.json   metrics of the best checkpoint on train/val/test (written last)
+
+Choices (see docs/ner.md for the reasons):
+
+* Loss: the sentence's negative log likelihood, averaged over the sentences of
+  a batch (``BiLSTMTagger.loss``).
+* SGD, lr 0.01, momentum 0.9, gradient-norm clipping at 5; the learning rate
+  decays per epoch as ``lr / (1 + 0.05 * epoch)`` (Ma & Hovy 2016).
+* Model selection and early stopping on validation entity F1 (conlleval
+  semantics, ``seqeval``'s default mode); ``patience`` counts epochs without a
+  new best.
+* Token metrics: accuracy over every real token; micro and macro F1 over the
+  tag classes with ``O`` left out (with ``O`` in, micro F1 would equal accuracy).
+  Train metrics during training come from a fixed seeded subsample of the
+  training set (``train_eval_size`` sentences); summary.json uses all of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Optional, Sequence, get_args, get_origin, get_type_hints
+
+import numpy as np
+import torch
+from torch import nn
+
+from normlab.data.gmb import Sentence, Vocab, build_vocabs, load_splits, normalize_word
+from normlab.models.tagger import BiLSTMTagger, TaggerBatch
+from normlab.train import rundir
+from normlab.train.metrics import classification_metrics
+
+VOCAB = "vocab.json"
+LOG = "train.log"
+CURVES = "curves.png"
+
+Status = Literal["finished", "early_stopped", "diverged"]
+
+
+@dataclass
+class NERConfig:
+    """Every setting of one NER run (saved whole in config.json and each checkpoint)."""
+
+    data: list[str] = field(default_factory=list)  # 1 GMB file (split 60/20/20) or 3 (train, val, test)
+    out: str = "runs/ner"
+    embeddings: Optional[str] = None  # None: random 100-d; "glove-6b-50d" or a GloVe .txt/.txt.gz/.zip
+    char: bool = False  # character BiLSTM features (Lample et al. §4.1)
+    layer_norm: bool = False  # our LayerNorm LSTM for the word BiLSTM (Ba et al. 2016)
+    crf: bool = False  # CRF head instead of per-token softmax
+    crf_constraints: bool = True  # forbid BIO-invalid transitions (O->I-x, start->I-x, B-x->I-y)
+    word_dim: int = 100  # random embeddings only; pretrained ones bring their own dimension
+    hidden: int = 100  # word BiLSTM units each way (the study's 100)
+    char_dim: int = 25
+    char_hidden: int = 25
+    dropout: float = 0.5
+    epochs: int = 50  # an upper bound: "train till learning saturates" is early stopping's job
+    patience: int = 5  # epochs without a new best validation entity F1 before stopping
+    batch_size: int = 128
+    optimizer: Literal["sgd"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9  # plain SGD at 0.01 with batches of 128 learns ~10x too slowly (docs/ner.md)
+    lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay * epoch); 0 keeps it constant
+    clip: float = 5.0  # gradient norm clipping
+    eval_every: int = 100  # updates between evaluations (also one at each epoch's end); 0: epoch ends only
+    train_eval_size: int = 2000  # training sentences (fixed seeded subsample) evaluated during training
+    eval_batch_size: int = 512
+    bucket: bool = True  # batches of similar lengths (less padding; still shuffled)
+    limit_train: Optional[int] = None  # use only the first N training sentences (already shuffled)
+    limit_eval: Optional[int] = None  # use only the first N val and N test sentences (quick looks, tests)
+    split_seed: int = 0  # the 60/20/20 split: the same for every run of a study, whatever ``seed``
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+
+    def _validate(self) -> None:
+        if isinstance(self.data, (str, Path)):
+            self.data = [str(self.data)]
+        self.data = [str(p) for p in self.data]
+        if len(self.data) not in (1, 3):
+            raise ValueError(f"expected data to be 1 GMB file or 3 (train, val, test), got {len(self.data)}: {self.data}")
+        for p in self.data:
+            file = p.rsplit(".zip:", 1)[0] + ".zip" if ".zip:" in p and not Path(p).exists() else p
+            if not Path(file).is_file():
+                raise FileNotFoundError(f"expected a GMB data file, got {p!r}: no such file")
+        hints = get_type_hints(type(self))
+        for name, hint in hints.items():
+            if get_origin(hint) is not Literal:
+                continue
+            allowed = get_args(hint)
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"expected {name} in {allowed}, got {getattr(self, name)!r}")
+        positive = ["word_dim", "hidden", "char_dim", "char_hidden", "epochs", "batch_size", "train_eval_size",
+                    "eval_batch_size", "patience"]
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"expected {name} to be an integer >= 1, got {v!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"expected eval_every to be an integer >= 0 (0: once per epoch), got {self.eval_every!r}")
+        for name in ("limit_train", "limit_eval"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"expected {name} to be None or an integer >= 1, got {v!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"expected dropout in [0, 1), got {self.dropout!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"expected lr > 0, got {self.lr!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"expected momentum in [0, 1), got {self.momentum!r}")
+        if self.lr_decay < 0:
+            raise ValueError(f"expected lr_decay >= 0, got {self.lr_decay!r}")
+        if not self.clip > 0:
+            raise ValueError(f"expected clip > 0 (a gradient norm), got {self.clip!r}")
+        if self.embeddings is not None and not str(self.embeddings):
+            raise ValueError("expected embeddings to be None, 'glove-6b-50d' or a path, got ''")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NERConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"expected NERConfig keys from {sorted(names)}, got unknown {unknown}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------
+# Encoding sentences and batching
+
+
+@dataclass
+class Encoded:
+    """Sentences as id arrays, encoded once (no per-epoch string work)."""
+
+    words: list[np.ndarray]  # each (n,) int64
+    chars: list[np.ndarray]  # each (n, L_s) int64, 0-padded
+    tags: list[np.ndarray]  # each (n,) int64 (empty arrays when untagged)
+    lengths: np.ndarray  # (S,)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def encode(sentences: Sequence[Sequence[str]], vocabs: dict[str, Vocab],
+           tags: Optional[Sequence[Sequence[str]]] = None) -> Encoded:
+    """Word ids (``normalize_word`` forms), char ids (original characters), tag ids."""
+    wv, cv, tv = vocabs["words"], vocabs["chars"], vocabs["tags"]
+    pad = cv.pad_index if cv.pad_index is not None else 0
+    words, chars, tag_ids = [], [], []
+    for i, sent in enumerate(sentences):
+        if len(sent) == 0:
+            raise ValueError(f"expected sentences of at least one word, got an empty sentence at index {i}")
+        words.append(np.array([wv.index(normalize_word(w)) for w in sent], dtype=np.int64))
+        L = max(len(w) for w in sent)
+        c = np.full((len(sent), max(L, 1)), pad, dtype=np.int64)
+        for j, w in enumerate(sent):
+            c[j, : len(w)] = cv.encode(w)
+        chars.append(c)
+        tag_ids.append(np.array(tv.encode(tags[i]) if tags is not None else [], dtype=np.int64))
+    return Encoded(words, chars, tag_ids, np.array([len(w) for w in words], dtype=np.int64))
+
+
+def encode_sentences(sentences: Sequence[Sentence], vocabs: dict[str, Vocab]) -> Encoded:
+    return encode([s.words for s in sentences], vocabs, [s.tags for s in sentences])
+
+
+def collate(enc: Encoded, idx: Sequence[int], with_chars: bool) -> TaggerBatch:
+    """A right-padded ``TaggerBatch`` of the sentences ``idx`` of ``enc``."""
+    idx = list(idx)
+    lengths = enc.lengths[idx]
+    B, T = len(idx), int(lengths.max())
+    words = np.zeros((B, T), dtype=np.int64)
+    tags = np.zeros((B, T), dtype=np.int64)
+    has_tags = all(len(enc.tags[i]) for i in idx)
+    chars = None
+    if with_chars:
+        L = max(enc.chars[i].shape[1] for i in idx)
+        chars = np.zeros((B, T, L), dtype=np.int64)
+    for b, i in enumerate(idx):
+        n = lengths[b]
+        words[b, :n] = enc.words[i]
+        if has_tags:
+            tags[b, :n] = enc.tags[i]
+        if with_chars:
+            c = enc.chars[i]
+            chars[b, :n, : c.shape[1]] = c
+    mask = torch.arange(T)[None, :] < torch.from_numpy(lengths)[:, None]  # shape: (B, T)
+    return TaggerBatch(
+        words=torch.from_numpy(words),
+        mask=mask,
+        chars=torch.from_numpy(chars) if with_chars else None,
+        tags=torch.from_numpy(tags) if has_tags else None,
+    )
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, bucket: bool) -> list[np.ndarray]:
+    """The batches of one epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same order.
+
+    With ``bucket``, each chunk of 32 batches is sorted by length before it is
+    cut into batches (little padding), and the batches are then shuffled.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    if not bucket:
+        return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    chunk = batch_size * 32
+    batches = []
+    for s in range(0, len(order), chunk):
+        part = order[s: s + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i: i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+
+
+def _entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    # seqeval's default mode is conlleval's: a span counts when its type and both boundaries match.
+    return {
+        "entity_precision": float(precision_score(gold, pred, zero_division=0)),
+        "entity_recall": float(recall_score(gold, pred, zero_division=0)),
+        "entity_f1": float(f1_score(gold, pred, zero_division=0)),
+    }
+
+
+def token_labels(tag_names: Sequence[str]) -> list[int]:
+    """The tag ids scored by micro/macro F1: every tag but ``O``."""
+    return [i for i, t in enumerate(tag_names) if t != "O"]
+
+
+@torch.no_grad()
+def evaluate(model: BiLSTMTagger, enc: Encoded, tag_names: Sequence[str], *, batch_size: int = 512,
+             device: torch.device = torch.device("cpu"), idx: Optional[np.ndarray] = None) -> dict:
+    """Loss (mean per sentence), token accuracy, micro/macro F1 without O, entity P/R/F1.
+
+    Sentences are batched by length (little padding); decoding is per batch,
+    the masks flatten predictions to real tokens only.
+    """
+    idx = np.arange(len(enc)) if idx is None else np.asarray(idx)
+    idx = idx[np.argsort(enc.lengths[idx], kind="stable")]
+    was_training = model.training
+    model.eval()
+    with_chars = model.chars is not None
+    total_loss, golds, preds = 0.0, [], []
+    for s in range(0, len(idx), batch_size):
+        batch = collate(enc, idx[s: s + batch_size], with_chars).to(device)
+        em = model.emissions(batch)
+        total_loss += float(model.loss(batch, emissions=em)) * batch.mask.shape[0]
+        pred = model.decode(em, batch.mask)
+        golds.append(batch.tags[batch.mask].cpu())
+        preds.append(pred[batch.mask].cpu())
+    model.train(was_training)
+    gold = torch.cat(golds).numpy()
+    pred = torch.cat(preds).numpy()
+    out = classification_metrics(gold, pred, labels=token_labels(tag_names))
+    names = np.asarray(tag_names, dtype=object)
+    cuts = np.cumsum(enc.lengths[idx])[:-1]
+    out.update(_entity_scores([list(s) for s in np.split(names[gold], cuts)],
+                              [list(s) for s in np.split(names[pred], cuts)]))
+    out["loss"] = total_loss / len(idx)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Model building and loading
+
+
+def model_settings(cfg: NERConfig, vocabs: dict[str, Vocab], word_dim: int) -> dict:
+    """The keyword arguments of ``BiLSTMTagger`` (saved in vocab.json to rebuild the model)."""
+    return {
+        "num_words": len(vocabs["words"]),
+        "num_tags": len(vocabs["tags"]),
+        "num_chars": len(vocabs["chars"]) if cfg.char else 0,
+        "word_dim": word_dim,
+        "hidden": cfg.hidden,
+        "char_dim": cfg.char_dim,
+        "char_hidden": cfg.char_hidden,
+        "dropout": cfg.dropout,
+        "layer_norm": cfg.layer_norm,
+        "crf": cfg.crf,
+        "tag_names": list(vocabs["tags"].itos),
+        "crf_constraints": cfg.crf_constraints,
+    }
+
+
+@dataclass
+class TaggerBundle:
+    """What ``tag`` needs: the model (in eval mode), its vocabularies, its device."""
+
+    model: BiLSTMTagger
+    vocabs: dict[str, Vocab]
+    device: torch.device
+
+
+def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = rundir.BEST) -> TaggerBundle:
+    """Load a trained tagger from a run directory without running code from it.
+
+    Settings and vocabularies come from ``vocab.json`` (JSON), weights from
+    ``best.pt`` via ``torch.load(weights_only=True)``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"expected a run directory of `normlab ner train`, got {str(run_dir)!r}: no such directory")
+    vocab_path, ckpt_path = run_dir / VOCAB, run_dir / checkpoint
+    for p in (vocab_path, ckpt_path):
+        if not p.is_file():
+            raise ValueError(f"expected a run directory of `normlab ner train` holding {VOCAB} and {checkpoint}, "
+                             f"got {str(run_dir)!r} without {p.name}")
+    meta = rundir.read_json(vocab_path)
+    if not isinstance(meta, dict) or meta.get("kind") != "ner" or "model" not in meta:
+        raise ValueError(f"{vocab_path}: expected a normlab NER vocabulary file, got something else")
+    vocabs = {k: Vocab.from_json(meta[k]) for k in ("words", "chars", "tags")}
+    dev = rundir.select_device(device)
+    model = BiLSTMTagger(**meta["model"])
+    state = rundir.load_checkpoint(ckpt_path, map_location=dev)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"{ckpt_path}: weights do not fit the model of {vocab_path} ({e})") from e
+    model.to(dev).eval()
+    return TaggerBundle(model, vocabs, dev)
+
+
+def tag(bundle: TaggerBundle, sentences: list[list[str]], batch_size: int = 256) -> list[list[str]]:
+    """BIO tags of each sentence (a list of words); an empty sentence gets no tags."""
+    keep = [i for i, s in enumerate(sentences) if len(s)]
+    out: list[list[str]] = [[] for _ in sentences]
+    if not keep:
+        return out
+    enc = encode([sentences[i] for i in keep], bundle.vocabs)
+    names = bundle.vocabs["tags"].itos
+    model = bundle.model
+    model.eval()
+    for s in range(0, len(keep), batch_size):
+        rows = list(range(s, min(s + batch_size, len(keep))))
+        batch = collate(enc, rows, model.chars is not None).to(bundle.device)
+        pred = model.predict(batch).cpu().numpy()
+        for b, r in enumerate(rows):
+            out[keep[r]] = [names[t] for t in pred[b, : enc.lengths[r]]]
+    return out
+
+
+def entities(words: Sequence[str], tags: Sequence[str]) -> list[list]:
+    """Entity spans as ``[type, start, end, text]`` (end exclusive), conlleval's reading of BIO."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [[t, s, e + 1, " ".join(words[s: e + 1])] for t, s, e in get_entities(list(tags))]
+
+
+# ---------------------------------------------------------------------------
+# Training
+
+
+METRIC_KEYS = ("loss", "accuracy", "micro_f1", "macro_f1")
+_COLUMNS = [("step", 7, "d"), ("epoch", 6, ".2f"), ("lr", 8, ".5f"), ("tr_loss", 8, ".3f"), ("tr_acc", 7, ".4f"),
+            ("tr_miF1", 7, ".4f"), ("tr_maF1", 7, ".4f"), ("va_loss", 8, ".3f"), ("va_acc", 7, ".4f"),
+            ("va_miF1", 7, ".4f"), ("va_maF1", 7, ".4f"), ("va_entF1", 8, ".4f"), ("sec", 7, ".0f")]
+
+
+def _header() -> str:
+    return " ".join(f"{n:>{w}}" for n, w, _ in _COLUMNS)
+
+
+def _row(rec: dict) -> str:
+    vals = [rec["step"], rec["epoch"], rec["lr"], rec["train_loss"], rec["train_accuracy"], rec["train_micro_f1"],
+            rec["train_macro_f1"], rec["val_loss"], rec["val_accuracy"], rec["val_micro_f1"], rec["val_macro_f1"],
+            rec["val_entity_f1"], rec["seconds"]]
+    return " ".join(f"{v:>{w}{f}}" for v, (_, w, f) in zip(vals, _COLUMNS))
+
+
+def plot_ner_curves(path: Path, records: Sequence[dict], title: Optional[str] = None) -> None:
+    """Accuracy, micro F1 and macro F1 (O excluded) against learning updates, train and val: three panels."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    steps = [r["step"] for r in records]
+    for k, (key, label) in enumerate([("accuracy", "token accuracy"), ("micro_f1", "micro F1 (without O)"),
+                                      ("macro_f1", "macro F1 (without O)")]):
+        ax = fig.add_subplot(1, 3, k + 1)
+        for split in ("train", "val"):
+            ys = [r.get(f"{split}_{key}") for r in records]
+            ys = [float("nan") if y is None or not math.isfinite(y) else y for y in ys]
+            ax.plot(steps, ys, marker="o" if len(steps) <= 30 else None, markersize=3, label=split)
+        ax.set_xlabel("learning updates")
+        ax.set_title(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    rundir.atomic_savefig(fig, path, dpi=110)
+
+
+def _describe(cfg: NERConfig) -> str:
+    emb = cfg.embeddings or "random"
+    parts = ["BiLSTM", "+LN" if cfg.layer_norm else "", "-CRF" if cfg.crf else "", f", {emb}", ", char" if cfg.char else ""]
+    return "".join(parts)
+
+
+def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int], None]] = None) -> dict:
+    """Train a tagger as ``cfg`` says, writing the run directory ``cfg.out``; returns the summary.
+
+    ``on_update(step)`` is called after every learning update (tests use it to
+    interrupt a run; an exception raised there propagates, leaving last.pt).
+    """
+    cfg._validate()
+    from tqdm import tqdm
+
+    device = rundir.select_device(cfg.device)
+    out = Path(cfg.out)
+    config_dict = asdict(cfg)
+    resuming = rundir.prepare_run_dir(out, config_dict, cfg.resume)
+    log_file = open(out / LOG, "a")
+
+    def log(msg: str) -> None:
+        (tqdm.write if progress else print)(msg)
+        log_file.write(msg + "\n")
+        log_file.flush()
+
+    try:
+        rundir.seed_everything(cfg.seed)
+        splits = load_splits(cfg.data, seed=cfg.split_seed)
+        vocabs_tags_from = splits["val"] + splits["test"]  # the label set, before any limit
+        sizes_before_limit = {k: len(v) for k, v in splits.items()}
+        splits["train"] = splits["train"][: cfg.limit_train] if cfg.limit_train else splits["train"]
+        for k in ("val", "test"):
+            splits[k] = splits[k][: cfg.limit_eval] if cfg.limit_eval else splits[k]
+        train_s = splits["train"]
+        vocabs = build_vocabs(train_s, more_tags=vocabs_tags_from)
+        tag_names = list(vocabs["tags"].itos)
+        if cfg.embeddings:
+            from normlab.data.embeddings import embedding_matrix, load_pretrained
+
+            glove_words, vectors = load_pretrained(cfg.embeddings)
+            matrix, emb_info = embedding_matrix(vocabs["words"], glove_words, vectors, seed=cfg.seed,
+                                                source=cfg.embeddings)
+            del glove_words, vectors
+            pretrained, word_dim = torch.from_numpy(matrix), matrix.shape[1]
+        else:
+            pretrained, word_dim, emb_info = None, cfg.word_dim, {"source": "random", "dim": cfg.word_dim}
+        settings = model_settings(cfg, vocabs, word_dim)
+        model = BiLSTMTagger(**{**settings, "pretrained": pretrained}).to(device)
+        enc = {"train": encode_sentences(train_s, vocabs), "val": encode_sentences(splits["val"], vocabs),
+               "test": encode_sentences(splits["test"], vocabs)}
+        n_sub = min(cfg.train_eval_size, len(train_s))
+        train_sub = np.sort(np.random.default_rng([cfg.seed, 1]).choice(len(train_s), n_sub, replace=False))
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+
+        if not resuming:
+            rundir.atomic_write_json(out / rundir.CONFIG, {
+                "kind": "ner", "config": config_dict, "env": rundir.environment_info(device),
+                "data": {"files": cfg.data, "split_seed": cfg.split_seed, "limit_train": cfg.limit_train,
+                         "limit_eval": cfg.limit_eval,
+                         "sizes": {"train": len(train_s), "val": len(splits["val"]), "test": len(splits["test"])},
+                         "sizes_before_limit": sizes_before_limit,
+                         "vocab_sizes": {k: len(v) for k, v in vocabs.items()}, "tags": tag_names,
+                         "embeddings": emb_info}})
+            rundir.atomic_write_json(out / VOCAB, {
+                "kind": "ner", "words": vocabs["words"].to_json(), "chars": vocabs["chars"].to_json(),
+                "tags": vocabs["tags"].to_json(), "model": settings})
+            rundir.rewrite_jsonl(out / rundir.METRICS, [])
+
+        # Training state (everything last.pt holds besides weights and RNG).
+        st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_score": -1.0, "best_step": None,
+              "best_epoch": None, "bad_epochs": 0, "improved_this_epoch": False, "train_seconds": 0.0,
+              "seconds": 0.0, "stopped": None, "message": ""}
+        if resuming:
+            ck = rundir.load_checkpoint(out / rundir.LAST, map_location=device)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            st.update(ck["state"])
+            rundir.restore_rng_state(ck["rng"])
+            kept = [r for r in rundir.read_jsonl(out / rundir.METRICS) if r["step"] <= st["step"]]
+            rundir.rewrite_jsonl(out / rundir.METRICS, kept)
+            log(f"resumed from {out / rundir.LAST} at update {st['step']} (epoch {st['epoch']}, "
+                f"batch {st['batch_in_epoch']})")
+        else:
+            log(f"{_describe(cfg)}: train {len(train_s)}, val {len(splits['val'])}, test {len(splits['test'])} "
+                f"sentences; {sum(p.numel() for p in model.parameters()):,} parameters; device {device}")
+        log(_header())
+
+        def checkpoint(path: Path) -> None:
+            rundir.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": dict(st),
+                                      "config": config_dict, "rng": rundir.rng_state_for_checkpoint()}, path)
+
+        start = time.perf_counter() - st["seconds"]
+        updates_per_epoch = math.ceil(len(train_s) / cfg.batch_size)
+
+        def evaluate_and_record(lr: float) -> None:
+            tr = evaluate(model, enc["train"], tag_names, batch_size=cfg.eval_batch_size, device=device, idx=train_sub)
+            va = evaluate(model, enc["val"], tag_names, batch_size=cfg.eval_batch_size, device=device)
+            st["seconds"] = time.perf_counter() - start
+            rec = {"step": st["step"], "epoch": st["epoch"] + st["batch_in_epoch"] / updates_per_epoch, "lr": lr,
+                   "seconds": st["seconds"], "train_seconds": st["train_seconds"],
+                   **{f"train_{k}": tr[k] for k in METRIC_KEYS}, **{f"val_{k}": va[k] for k in METRIC_KEYS},
+                   "val_entity_precision": va["entity_precision"], "val_entity_recall": va["entity_recall"],
+                   "val_entity_f1": va["entity_f1"]}
+            rundir.append_jsonl(out / rundir.METRICS, rec)
+            log(_row(rec))
+            if va["entity_f1"] > st["best_score"]:
+                st.update(best_score=va["entity_f1"], best_step=st["step"], best_epoch=rec["epoch"],
+                          improved_this_epoch=True)
+                checkpoint(out / rundir.BEST)
+
+        while st["stopped"] is None and st["epoch"] < cfg.epochs:
+            epoch = st["epoch"]
+            lr = cfg.lr / (1.0 + cfg.lr_decay * epoch)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batches = epoch_batches(enc["train"].lengths, cfg.batch_size, cfg.seed, epoch, cfg.bucket)
+            bar = tqdm(total=len(batches), initial=st["batch_in_epoch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       leave=False, disable=not progress, dynamic_ncols=True)
+            model.train()
+            for b in range(st["batch_in_epoch"], len(batches)):
+                t0 = time.perf_counter()
+                batch = collate(enc["train"], batches[b], cfg.char).to(device)
+                loss = model.loss(batch)
+                if not torch.isfinite(loss.detach()):
+                    st["stopped"] = "diverged"
+                    st["message"] = (f"diverged: non-finite training loss ({loss.detach().item()}) at update {st['step'] + 1}, "
+                                     f"epoch {epoch + 1}; the best checkpoint is kept")
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                opt.step()
+                st["step"] += 1
+                st["batch_in_epoch"] = b + 1
+                st["train_seconds"] += time.perf_counter() - t0
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.detach().item():.3f}")
+                if on_update is not None:
+                    on_update(st["step"])
+                if cfg.eval_every and st["step"] % cfg.eval_every == 0 and b + 1 < len(batches):
+                    evaluate_and_record(lr)
+                    model.train()
+                    checkpoint(out / rundir.LAST)
+            bar.close()
+            if st["stopped"] is not None:
+                log(st["message"])
+                break
+            evaluate_and_record(lr)  # the epoch's end
+            st.update(epoch=epoch + 1, batch_in_epoch=0)
+            st["bad_epochs"] = 0 if st["improved_this_epoch"] else st["bad_epochs"] + 1
+            st["improved_this_epoch"] = False
+            if st["bad_epochs"] >= cfg.patience and st["epoch"] < cfg.epochs:
+                st["stopped"] = "early_stopped"
+                st["message"] = (f"early stopped after epoch {st['epoch']}: no better validation entity F1 for "
+                                 f"{st['bad_epochs']} epochs (best {st['best_score']:.4f} at update {st['best_step']})")
+                log(st["message"])
+            checkpoint(out / rundir.LAST)
+
+        status = st["stopped"] or "finished"
+        if status == "finished":
+            st["message"] = (f"finished {st['epoch']} epochs; best validation entity F1 {st['best_score']:.4f} "
+                             f"at update {st['best_step']}")
+            log(st["message"])
+        records = rundir.read_jsonl(out / rundir.METRICS)
+        if records:
+            plot_ner_curves(out / CURVES, records, title=_describe(cfg))
+        metrics = None
+        if (out / rundir.BEST).exists():
+            model.load_state_dict(rundir.load_checkpoint(out / rundir.BEST, map_location=device)["model"])
+            metrics = {split: evaluate(model, enc[split], tag_names, batch_size=cfg.eval_batch_size, device=device)
+                       for split in ("train", "val", "test")}
+            log("best checkpoint: " + "; ".join(
+                f"{s} acc {m['accuracy']:.4f} microF1 {m['micro_f1']:.4f} macroF1 {m['macro_f1']:.4f} "
+                f"entityF1 {m['entity_f1']:.4f}" for s, m in metrics.items()))
+        epochs_run = st["step"] / updates_per_epoch
+        summary = {
+            "kind": "ner", "status": status, "diverged": status == "diverged", "message": st["message"],
+            "best_step": st["best_step"], "best_epoch": st["best_epoch"], "best_val_entity_f1": st["best_score"]
+            if st["best_step"] is not None else None, "epochs_run": epochs_run, "updates": st["step"],
+            "seconds_per_epoch": st["train_seconds"] / epochs_run if epochs_run else None,
+            "seconds": time.perf_counter() - start, "metrics": metrics,
+        }
+        rundir.atomic_write_json(out / rundir.SUMMARY, summary)
+        return summary
+    finally:
+        log_file.close()

@@ -1,0 +1,173 @@
+"""BiLSTMTagger: shapes, masks (padding never matters), heads, vectorised character features."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from normlab.models.tagger import BiLSTMTagger, TaggerBatch
+
+TAGS = ["O", "B-geo", "B-per", "I-geo", "I-per"]
+V, C, K = 30, 12, len(TAGS)
+
+
+def make_batch(lengths, seed=0, L=6):
+    g = torch.Generator().manual_seed(seed)
+    B, T = len(lengths), max(lengths)
+    mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    words = torch.randint(2, V, (B, T), generator=g).masked_fill(~mask, 0)
+    word_len = torch.randint(1, L + 1, (B, T), generator=g)
+    chars = torch.randint(2, C, (B, T, L), generator=g)
+    chars = chars.masked_fill(torch.arange(L)[None, None, :] >= word_len[..., None], 0)
+    chars = chars.masked_fill(~mask[..., None], 0)
+    tags = torch.randint(0, K, (B, T), generator=g).masked_fill(~mask, 0)
+    return TaggerBatch(words=words, mask=mask, chars=chars, tags=tags)
+
+
+def make_model(char=True, crf=False, layer_norm=False, seed=0, **kw):
+    torch.manual_seed(seed)
+    return BiLSTMTagger(V, K, num_chars=C if char else 0, word_dim=8, hidden=6, char_dim=5, char_hidden=4,
+                        layer_norm=layer_norm, crf=crf, tag_names=TAGS, **kw)
+
+
+VARIANTS = list(itertools.product([False, True], [False, True], [False, True]))  # char, crf, layer_norm
+
+
+@pytest.mark.parametrize("char,crf,layer_norm", VARIANTS)
+def test_shapes_and_padding_marker(char, crf, layer_norm):
+    model = make_model(char, crf, layer_norm).eval()
+    batch = make_batch([5, 2, 7, 1])
+    em = model.emissions(batch)
+    assert em.shape == (4, 7, K)
+    loss = model.loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    pred = model.predict(batch)
+    assert pred.shape == (4, 7) and pred.dtype == torch.long
+    assert (pred[~batch.mask] == -1).all()
+    assert ((pred[batch.mask] >= 0) & (pred[batch.mask] < K)).all()
+
+
+def _scramble_padding(batch, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    pad = ~batch.mask
+    words = torch.where(pad, torch.randint(0, V, batch.words.shape, generator=g), batch.words)
+    tags = torch.where(pad, torch.randint(0, K, batch.tags.shape, generator=g), batch.tags)
+    chars = torch.where(pad[..., None], torch.randint(1, C, batch.chars.shape, generator=g), batch.chars)
+    return TaggerBatch(words=words, mask=batch.mask, chars=chars, tags=tags)
+
+
+@pytest.mark.parametrize("char,crf,layer_norm", VARIANTS)
+def test_padding_never_changes_loss_gradients_or_predictions(char, crf, layer_norm):
+    model = make_model(char, crf, layer_norm)
+    batch = make_batch([6, 3, 1, 4])
+    other = _scramble_padding(batch)
+    assert not torch.equal(other.words, batch.words)
+    model.eval()
+    torch.testing.assert_close(model.loss(other), model.loss(batch), rtol=0, atol=1e-6)
+    assert torch.equal(model.predict(other), model.predict(batch))
+    # Training mode: same dropout masks (same seed), same loss and gradients.
+    model.train()
+    grads = []
+    for b in (batch, other):
+        torch.manual_seed(5)
+        model.zero_grad()
+        model.loss(b).backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("char,crf,layer_norm", VARIANTS)
+def test_a_sentence_gets_the_same_scores_alone_and_in_a_longer_batch(char, crf, layer_norm):
+    model = make_model(char, crf, layer_norm).eval()
+    batch = make_batch([3, 9, 5])
+    em = model.emissions(batch)
+    for b, n in enumerate([3, 9, 5]):
+        alone = TaggerBatch(words=batch.words[b: b + 1, :n], mask=batch.mask[b: b + 1, :n],
+                            chars=batch.chars[b: b + 1, :n], tags=batch.tags[b: b + 1, :n])
+        torch.testing.assert_close(model.emissions(alone)[0], em[b, :n], rtol=1e-5, atol=1e-6)
+        assert torch.equal(model.predict(alone)[0], model.predict(batch)[b, :n])
+
+
+def test_softmax_head_is_summed_token_cross_entropy_averaged_over_sentences():
+    model = make_model(crf=False).eval()
+    batch = make_batch([4, 2, 6])
+    em = model.emissions(batch)
+    want = sum(F.cross_entropy(em[b, :n], batch.tags[b, :n], reduction="sum") for b, n in enumerate([4, 2, 6])) / 3
+    torch.testing.assert_close(model.loss(batch), want)
+    assert torch.equal(model.predict(batch)[batch.mask], em.argmax(-1)[batch.mask])
+
+
+def test_crf_head_uses_crf_nll_and_viterbi():
+    model = make_model(crf=True, crf_constraints=False).eval()
+    batch = make_batch([4, 2, 6])
+    em = model.emissions(batch)
+    torch.testing.assert_close(model.loss(batch), model.crf.nll(em, batch.tags, batch.mask).mean())
+    assert torch.equal(model.predict(batch), model.crf.decode(em, batch.mask))
+
+
+def test_crf_constraints_make_predictions_valid_bio():
+    from seqeval.metrics.sequence_labeling import get_entities  # noqa: F401  (seqeval present)
+
+    model = make_model(crf=True, crf_constraints=True).eval()
+    # Push the emissions towards I- tags, which an unconstrained model would emit after O.
+    with torch.no_grad():
+        model.proj.bias[:] = torch.tensor([0.0, 0.0, 0.0, 3.0, 3.0])
+    batch = make_batch([6, 7, 5, 3], seed=3)
+    pred = model.predict(batch)
+    soft = model.emissions(batch).argmax(-1)
+    assert any(TAGS[t].startswith("I-") for t in soft[batch.mask].tolist())
+    for b in range(pred.shape[0]):
+        prev = "O"
+        for t in pred[b][batch.mask[b]].tolist():
+            name = TAGS[t]
+            if name.startswith("I-"):
+                assert prev in (f"B-{name[2:]}", name), (prev, name)
+            prev = name
+
+
+def test_char_features_equal_a_per_word_reference():
+    model = make_model(char=True).eval()
+    batch = make_batch([5, 2, 7, 1], seed=7)
+    feats = model.chars(batch.chars, batch.mask)
+    assert feats.shape == (4, 7, 8)
+    lstm, embed = model.chars.lstm, model.chars.embed
+    for b, t in zip(*torch.nonzero(batch.mask, as_tuple=True)):
+        ids = batch.chars[b, t]
+        ids = ids[ids != 0]
+        x = embed(ids)[None]  # (1, n, c)
+        out, _ = lstm(x)  # (1, n, 2H): forward state at the end, backward state at the start
+        want = torch.cat([out[0, -1, :4], out[0, 0, 4:]])
+        torch.testing.assert_close(feats[b, t], want, rtol=1e-5, atol=1e-6)
+    assert (feats[~batch.mask] == 0).all()
+
+
+def test_pretrained_matrix_is_copied_and_fine_tuned():
+    matrix = torch.randn(V, 11)
+    model = BiLSTMTagger(999, K, pretrained=matrix, hidden=6, tag_names=TAGS)
+    assert model.word_embed.weight.shape == (V, 11)
+    assert torch.equal(model.word_embed.weight.detach(), matrix)
+    assert model.word_embed.weight.requires_grad
+    batch = make_batch([3, 2])
+    model.loss(batch).backward()
+    assert model.word_embed.weight.grad.abs().sum() > 0
+
+
+def test_random_embedding_is_uniform_with_unit_variance_per_vector():
+    model = BiLSTMTagger(2000, K, word_dim=100, hidden=4)
+    w = model.word_embed.weight.detach()
+    bound = (3.0 / 100) ** 0.5
+    assert w.abs().max() <= bound
+    assert abs(float((w ** 2).sum(1).mean()) - 1.0) < 0.05
+
+
+def test_bad_inputs_are_value_errors():
+    model = make_model(char=True)
+    batch = make_batch([3, 2])
+    with pytest.raises(ValueError, match="expected a batch with chars"):
+        model.emissions(TaggerBatch(words=batch.words, mask=batch.mask, tags=batch.tags))
+    with pytest.raises(ValueError, match="expected a batch with gold tags"):
+        model.loss(TaggerBatch(words=batch.words, mask=batch.mask, chars=batch.chars))
+    with pytest.raises(ValueError, match="tag names for BIO constraints"):
+        BiLSTMTagger(V, K, crf=True, crf_constraints=True, tag_names=None)
