@@ -16,29 +16,13 @@ backward of ``out.sum()``; prints medians and the ratios to nn.LSTM.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _race import race  # benchmarks/_race.py: the shared timing loop
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from normlab.models.lstm import BiLSTM
-
-
-def race(fns: dict, runs: int, warmup: int = 2) -> dict:
-    """Median seconds of each function, runs interleaved (a, b, a, b, ...) so that the
-    load of a shared machine falls on all of them alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main(argv=None) -> None:

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from _race import race  # benchmarks/_race.py: the shared timing loop
 from torch import nn
 
 from normlab.norms import DEFAULT_GN_GROUPS, make_norm
@@ -37,26 +36,6 @@ from normlab.norms import DEFAULT_GN_GROUPS, make_norm
 SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, pixels) of the three ResNet stages
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def race(fns: dict[str, Callable[[], None]], repeats: int, inner: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each fn; samples alternate between contenders."""
-    for fn in fns.values():  # warm-up (and compilation)
-        fn()
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            _sync(device)
-            samples[name].append((time.perf_counter() - t0) / inner)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def layer_pairs(c: int) -> dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]]]:
@@ -98,7 +77,9 @@ def bench_layers(args, device: torch.device, compiled: bool) -> None:
 
 
 def bench_train_step(args, device: torch.device, compiled: bool) -> None:
-    from normlab.models.resnet import ResNet  # written alongside; imported only when needed
+    from normlab.models.resnet import (
+        ResNet,  # written alongside; imported only when needed
+    )
 
     print(f"\n## ResNet n={args.n} training step (fwd, loss, bwd, SGD), {'torch.compile' if compiled else 'eager'}, batch {args.batch}")
     x = torch.randn(args.batch, 3, 32, 32, device=device)

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import posixpath
 import tarfile
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
+
+from normlab.train.rundir import atomic_write_with
 
 __all__ = [
     "UnsafeArchiveError",
@@ -207,22 +207,15 @@ def download(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0) -> 
     Raises ``OSError`` (network, disk) or ``ValueError`` (MD5 mismatch); a
     partial or corrupt download is deleted.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+    h = hashlib.md5()
+
+    def fetch(out) -> None:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             while block := resp.read(1 << 20):
                 h.update(block)
                 out.write(block)
         if h.hexdigest() != md5.lower():
             raise ValueError(f"{url}: downloaded file has MD5 {h.hexdigest()}, expected {md5}; deleted it")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return dest
+
+    atomic_write_with(dest, fetch, "wb")
+    return Path(dest)
