@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+from normlab.config import dataclass_from_dict
+
 Kind = Literal["resnet", "ner"]
 
 # The seed's ResNet budget: 100 epochs at batch 128 with lr 0.1. A study with
@@ -185,11 +187,7 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudySettings":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"study.json: unknown settings {', '.join(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "study.json")
 
     def shortened(self) -> list[str]:
         """Why this study is shorter than the seed's (empty when it is the full study)."""

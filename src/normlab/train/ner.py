@@ -29,7 +29,6 @@ Choices (see docs/ner.md for the reasons):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from normlab.config import dataclass_from_dict
 from normlab.data.gmb import Sentence, Vocab, build_vocabs, load_splits, normalize_word
 from normlab.models.tagger import BiLSTMTagger, TaggerBatch
 from normlab.train import rundir
@@ -131,11 +131,7 @@ class NERConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NERConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"expected NERConfig keys from {sorted(names)}, got unknown {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------

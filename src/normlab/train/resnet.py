@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.config import dataclass_from_dict
 from normlab.train import rundir
 from normlab.train.metrics import classification_metrics
 from normlab.train.plots import plot_error_curves, plot_quantiles
@@ -106,11 +107,7 @@ class ResNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ResNetConfig":
         """Build a config from a dict, refusing unknown keys by name."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"expected ResNetConfig keys ({', '.join(sorted(names))}), got unknown {', '.join(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     def _validate(self) -> None:
         from normlab.norms import NORM_NAMES

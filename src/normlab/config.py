@@ -1,0 +1,22 @@
+"""Building config dataclasses from saved dicts (config.json, study.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def dataclass_from_dict(cls: type[T], d: dict[str, Any], where: str | None = None) -> T:
+    """``cls(**d)``, refusing keys that are not fields of the dataclass ``cls`` by name.
+
+    ``where`` names the file the dict came from, for the error message.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}expected {cls.__name__} keys ({', '.join(sorted(names))}), "
+                         f"got unknown {', '.join(unknown)}")
+    return cls(**d)
