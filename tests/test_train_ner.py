@@ -84,7 +84,8 @@ def test_run_directory_has_every_file_and_key(tiny_data, tmp_path):
     assert summary["best_step"] == best["step"]
     for split in ("train", "val", "test"):
         assert set(summary["metrics"][split]) == {"accuracy", "micro_f1", "macro_f1", "entity_precision",
-                                                  "entity_recall", "entity_f1", "loss"}
+                                                  "entity_recall", "entity_f1", "loss", "type_micro_f1",
+                                                  "invalid_transitions"}
     assert summary["metrics"]["val"]["entity_f1"] == pytest.approx(best["val_entity_f1"])
     vocab = json.loads((run / "vocab.json").read_text())
     assert vocab["tags"]["itos"][0] == "O" and vocab["model"]["crf"] is True
@@ -147,8 +148,8 @@ def test_a_non_finite_loss_stops_the_run_as_diverged_keeping_the_best(tiny_data,
     calls = {"n": 0}
     real_loss = BiLSTMTagger.loss
 
-    def loss(self, batch, emissions=None):
-        value = real_loss(self, batch, emissions)
+    def loss(self, batch, emissions=None, reduction="mean"):
+        value = real_loss(self, batch, emissions, reduction)
         if self.training:
             calls["n"] += 1
             if calls["n"] == 6:
@@ -260,7 +261,7 @@ def test_short_bilstm_crf_on_real_gmb_beats_all_o(gmb_csv_zip, tmp_path):
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     test = summary["metrics"]["test"]
-    assert test["entity_f1"] > 0.2, test  # all-O: 0; measured 0.46
+    assert test["entity_f1"] > 0.4, test  # all-O: 0; measured 0.70 (0.46 with the mean loss and momentum 0.9)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["sizes"] == {"train": 2000, "val": 3000, "test": 3000}
     assert config["data"]["embeddings"]["dim"] == 50 and config["data"]["embeddings"]["share_found"] > 0.8

@@ -50,6 +50,15 @@ def register(sub) -> None:
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sentences per update (default {d.batch_size})")
     t.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
     t.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    t.add_argument("--loss-reduction", choices=("sum", "mean"), default=d.loss_reduction,
+                   help="sum: a batch's loss is the sum of its sentences' losses, so --lr means the step of "
+                        "per-sentence SGD (Lample et al.); mean: divided by the batch size "
+                        f"(default {d.loss_reduction})")
+    t.add_argument("--unk-replace", type=float, default=d.unk_replace, metavar="P",
+                   help="singleton replacement: a training word seen once is fed as <unk> with probability P, "
+                        f"so that <unk> is trained (default {d.unk_replace})")
+    t.add_argument("--word-dim", type=int, default=d.word_dim, metavar="N",
+                   help=f"dimension of random word embeddings; pretrained ones bring their own (default {d.word_dim})")
     t.add_argument("--lr-decay", type=float, default=d.lr_decay,
                    help=f"lr / (1 + DECAY * epoch) each epoch; 0 keeps it constant (default {d.lr_decay})")
     t.add_argument("--clip", type=float, default=d.clip, help=f"gradient norm clipping (default {d.clip})")
@@ -88,6 +97,7 @@ def _train(args) -> int:
         data=args.data, out=args.out, embeddings=args.embeddings, char=args.char, layer_norm=args.layer_norm,
         crf=args.crf, crf_constraints=args.crf_constraints, dropout=args.dropout, epochs=args.epochs,
         patience=args.patience, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        loss_reduction=args.loss_reduction, unk_replace=args.unk_replace, word_dim=args.word_dim,
         lr_decay=args.lr_decay, clip=args.clip, eval_every=args.eval_every, train_eval_size=args.train_eval_size,
         limit_train=args.limit_train, limit_eval=args.limit_eval, split_seed=args.split_seed, seed=args.seed,
         device=args.device, resume=args.resume)
@@ -96,7 +106,8 @@ def _train(args) -> int:
     line = f"{summary['status']}: {summary['message']}"
     if test:
         line += (f"\ntest: accuracy {test['accuracy']:.4f}, micro F1 {test['micro_f1']:.4f}, "
-                 f"macro F1 {test['macro_f1']:.4f}, entity F1 {test['entity_f1']:.4f} ({args.out}/summary.json)")
+                 f"macro F1 {test['macro_f1']:.4f}, entity F1 {test['entity_f1']:.4f}, "
+                 f"type-token micro F1 {test['type_micro_f1']:.4f} ({args.out}/summary.json)")
     print(line)
     return 1 if summary["diverged"] else 0
 

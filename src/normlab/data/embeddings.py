@@ -26,6 +26,7 @@ import io
 import logging
 import zipfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -205,3 +206,26 @@ def embedding_matrix(
         "pretrained %s: %d of %d words found (%.1f%%), dim %d", source, found, total, 100 * info["share_found"], dim
     )
     return matrix, info
+
+
+def extend_with_pretrained(vocab: Vocab, candidates: Iterable[str], words: list[str]) -> tuple[Vocab, int]:
+    """``vocab`` plus the ``normalize_word`` forms of ``candidates`` that the pretrained ``words`` know.
+
+    Lample et al. (2016) look up every word of the evaluation data that has a pretrained
+    vector, not only the training words: a dev or test word that GloVe knows keeps its
+    GloVe vector instead of falling to a ``<unk>`` row. Only the word list is used (never
+    a tag). New entries are appended in order of first appearance in ``candidates``, so the
+    training words keep their ids. Returns ``(vocab, number_added)``.
+    """
+    forms = normalize_word("\n".join(words)).split("\n")
+    if len(forms) != len(words):
+        forms = [normalize_word(w) for w in words]
+    known = set(forms)
+    added: dict[str, None] = {}
+    for w in candidates:
+        f = normalize_word(w)
+        if f in known and f not in vocab and f not in added:
+            added[f] = None
+    if not added:
+        return vocab, 0
+    return Vocab([*vocab.itos, *added]), len(added)

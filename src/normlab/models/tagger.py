@@ -184,15 +184,24 @@ class BiLSTMTagger(nn.Module):
         h = self.lstm(self.dropout(x), mask)  # shape: (B, T, 2H)
         return self.proj(self.dropout(h))  # shape: (B, T, K)
 
-    def loss(self, batch: TaggerBatch, emissions: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Mean over sentences of the sentence's negative log likelihood (a scalar)."""
+    def loss(self, batch: TaggerBatch, emissions: Optional[torch.Tensor] = None,
+             reduction: str = "mean") -> torch.Tensor:
+        """The sentences' negative log likelihoods (a scalar): their mean, or their sum.
+
+        ``reduction="sum"`` is what training uses: the gradient of a batch of B sentences is
+        the sum of B per-sentence gradients, so a step of lr 0.01 is the step Lample et al.'s
+        per-sentence SGD takes for each of them (the mean would make it B times smaller).
+        """
         if batch.tags is None:
             raise ValueError("expected a batch with gold tags for the loss, got tags=None")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"expected reduction 'mean' or 'sum', got {reduction!r}")
         em = self.emissions(batch) if emissions is None else emissions
         if self.crf is not None:
-            return self.crf.nll(em, batch.tags, batch.mask).mean()
-        token_nll = F.cross_entropy(em[batch.mask], batch.tags[batch.mask], reduction="sum")
-        return token_nll / batch.mask.shape[0]
+            total = self.crf.nll(em, batch.tags, batch.mask).sum()
+        else:
+            total = F.cross_entropy(em[batch.mask], batch.tags[batch.mask], reduction="sum")
+        return total if reduction == "sum" else total / batch.mask.shape[0]
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -73,9 +73,15 @@ class NERConfig:
     batch_size: int = 128
     optimizer: Literal["sgd"] = "sgd"
     lr: float = 0.01
-    momentum: float = 0.9  # plain SGD at 0.01 with batches of 128 learns ~10x too slowly (docs/ner.md)
+    # Plain SGD on the *summed* batch loss (``loss_reduction``), as Lample et al.'s per-sentence
+    # SGD at lr 0.01: each sentence's gradient enters a step at full weight (docs/ner.md).
+    momentum: float = 0.0
+    loss_reduction: Literal["sum", "mean"] = "sum"  # "mean" divides the step by the batch size
+    # Singleton replacement (Lample et al. 2016, §4.3): a training word seen once is fed as
+    # <unk> with this probability, so that <unk> is trained for the words it stands for at test time.
+    unk_replace: float = 0.5
     lr_decay: float = 0.05  # lr_epoch = lr / (1 + lr_decay * epoch); 0 keeps it constant
-    clip: float = 5.0  # gradient norm clipping
+    clip: float = 5.0  # gradient norm clipping, per sentence (see ``clip_threshold``)
     eval_every: int = 100  # updates between evaluations (also one at each epoch's end); 0: epoch ends only
     train_eval_size: int = 2000  # training sentences (fixed seeded subsample) evaluated during training
     eval_batch_size: int = 512
@@ -120,6 +126,8 @@ class NERConfig:
             raise ValueError(f"expected dropout in [0, 1), got {self.dropout!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"expected lr > 0, got {self.lr!r}")
+        if not 0.0 <= self.unk_replace <= 1.0:
+            raise ValueError(f"expected unk_replace in [0, 1], got {self.unk_replace!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"expected momentum in [0, 1), got {self.momentum!r}")
         if self.lr_decay < 0:
@@ -132,6 +140,18 @@ class NERConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NERConfig":
         return dataclass_from_dict(cls, d)
+
+
+def clip_threshold(cfg: NERConfig, batch_sentences: int) -> float:
+    """The gradient-norm clip of one update of ``batch_sentences`` sentences.
+
+    Lample et al. clip each sentence's gradient at 5 and step with lr 0.01 per sentence.
+    With the summed loss a batch's gradient is the sum of its sentences' gradients, so the
+    matching cap is ``clip`` per sentence: ``clip * batch_sentences`` (a cap of 5 on the whole
+    sum would shrink the step of every batch of 128 to at most that of one sentence). With
+    ``loss_reduction="mean"`` the gradient is the mean, and ``clip`` applies as it is.
+    """
+    return cfg.clip * batch_sentences if cfg.loss_reduction == "sum" else cfg.clip
 
 
 # ---------------------------------------------------------------------------
@@ -237,6 +257,42 @@ def _entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
     }
 
 
+def entity_type(tag: str) -> str:
+    """``B-geo`` / ``I-geo`` -> ``geo``; ``O`` stays ``O``."""
+    return tag[2:] if tag[:2] in ("B-", "I-") else tag
+
+
+def type_token_micro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
+    """Token-level micro F1 over entity types, BIO prefix stripped, ``O`` left out.
+
+    The measure of the public NER-package benchmarks on GMB: a token counts as right when
+    its type is (``B-geo`` for ``I-geo`` is right). 0.0 when neither side has an entity token.
+    """
+    from sklearn.metrics import f1_score
+
+    g = [entity_type(t) for t in gold]
+    p = [entity_type(t) for t in pred]
+    types = sorted((set(g) | set(p)) - {"O"})
+    if not types:
+        return 0.0
+    return float(f1_score(g, p, labels=types, average="micro", zero_division=0))
+
+
+def invalid_bio_transitions(sentences: Sequence[Sequence[str]]) -> int:
+    """How many ``I-x`` tags follow neither ``B-x`` nor ``I-x`` (the sentence start counts as ``O``).
+
+    Such a tag continues an entity that was never opened: a BIO-invalid output.
+    """
+    bad = 0
+    for tags in sentences:
+        prev = "O"
+        for t in tags:
+            if t.startswith("I-") and not (prev[:2] in ("B-", "I-") and prev[2:] == t[2:]):
+                bad += 1
+            prev = t
+    return bad
+
+
 def token_labels(tag_names: Sequence[str]) -> list[int]:
     """The tag ids scored by micro/macro F1: every tag but ``O``."""
     return [i for i, t in enumerate(tag_names) if t != "O"]
@@ -245,7 +301,9 @@ def token_labels(tag_names: Sequence[str]) -> list[int]:
 @torch.no_grad()
 def evaluate(model: BiLSTMTagger, enc: Encoded, tag_names: Sequence[str], *, batch_size: int = 512,
              device: torch.device = torch.device("cpu"), idx: Optional[np.ndarray] = None) -> dict:
-    """Loss (mean per sentence), token accuracy, micro/macro F1 without O, entity P/R/F1.
+    """Loss (mean per sentence), token accuracy, micro/macro F1 without O, entity P/R/F1,
+    token-level micro F1 over entity types (``type_micro_f1``) and the count of BIO-invalid
+    predicted tags (``invalid_transitions``).
 
     Sentences are batched by length (little padding); decoding is per batch,
     the masks flatten predictions to real tokens only.
@@ -269,8 +327,10 @@ def evaluate(model: BiLSTMTagger, enc: Encoded, tag_names: Sequence[str], *, bat
     out = classification_metrics(gold, pred, labels=token_labels(tag_names))
     names = np.asarray(tag_names, dtype=object)
     cuts = np.cumsum(enc.lengths[idx])[:-1]
-    out.update(_entity_scores([list(s) for s in np.split(names[gold], cuts)],
-                              [list(s) for s in np.split(names[pred], cuts)]))
+    pred_sents = [list(s) for s in np.split(names[pred], cuts)]
+    out.update(_entity_scores([list(s) for s in np.split(names[gold], cuts)], pred_sents))
+    out["type_micro_f1"] = type_token_micro_f1(names[gold], names[pred])
+    out["invalid_transitions"] = invalid_bio_transitions(pred_sents)
     out["loss"] = total_loss / len(idx)
     return out
 
@@ -441,12 +501,16 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
         train_s = splits["train"]
         vocabs = build_vocabs(train_s, more_tags=vocabs_tags_from)
         tag_names = list(vocabs["tags"].itos)
+        num_train_words = len(vocabs["words"])
         if cfg.embeddings:
-            from normlab.data.embeddings import embedding_matrix, load_pretrained
+            from normlab.data.embeddings import embedding_matrix, extend_with_pretrained, load_pretrained
 
             glove_words, vectors = load_pretrained(cfg.embeddings)
+            eval_words = (w for k in ("val", "test") for s in splits[k] for w in s.words)
+            vocabs["words"], n_added = extend_with_pretrained(vocabs["words"], eval_words, glove_words)
             matrix, emb_info = embedding_matrix(vocabs["words"], glove_words, vectors, seed=cfg.seed,
                                                 source=cfg.embeddings)
+            emb_info["added_from_eval_words"] = n_added
             del glove_words, vectors
             pretrained, word_dim = torch.from_numpy(matrix), matrix.shape[1]
         else:
@@ -458,6 +522,12 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
         n_sub = min(cfg.train_eval_size, len(train_s))
         train_sub = np.sort(np.random.default_rng([cfg.seed, 1]).choice(len(train_s), n_sub, replace=False))
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+        # Training words seen once: singleton replacement feeds them as <unk> (unk_replace).
+        counts = np.bincount(np.concatenate(enc["train"].words), minlength=len(vocabs["words"])) \
+            if len(train_s) else np.zeros(len(vocabs["words"]), dtype=np.int64)
+        singleton = torch.from_numpy(counts == 1)
+        singleton[num_train_words:] = False
+        unk_id = vocabs["words"].unk_index
 
         if not resuming:
             rundir.atomic_write_json(out / rundir.CONFIG, {
@@ -507,7 +577,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                    "seconds": st["seconds"], "train_seconds": st["train_seconds"],
                    **{f"train_{k}": tr[k] for k in METRIC_KEYS}, **{f"val_{k}": va[k] for k in METRIC_KEYS},
                    "val_entity_precision": va["entity_precision"], "val_entity_recall": va["entity_recall"],
-                   "val_entity_f1": va["entity_f1"]}
+                   "val_entity_f1": va["entity_f1"], "val_type_micro_f1": va["type_micro_f1"]}
             rundir.append_jsonl(out / rundir.METRICS, rec)
             log(_row(rec))
             if va["entity_f1"] > st["best_score"]:
@@ -526,8 +596,12 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
             model.train()
             for b in range(st["batch_in_epoch"], len(batches)):
                 t0 = time.perf_counter()
-                batch = collate(enc["train"], batches[b], cfg.char).to(device)
-                loss = model.loss(batch)
+                batch = collate(enc["train"], batches[b], cfg.char)
+                if cfg.unk_replace > 0 and unk_id is not None:
+                    drop = singleton[batch.words] & (torch.rand(batch.words.shape) < cfg.unk_replace)
+                    batch.words = batch.words.masked_fill(drop, unk_id)
+                batch = batch.to(device)
+                loss = model.loss(batch, reduction=cfg.loss_reduction)
                 if not torch.isfinite(loss.detach()):
                     st["stopped"] = "diverged"
                     st["message"] = (f"diverged: non-finite training loss ({loss.detach().item()}) at update {st['step'] + 1}, "
@@ -535,7 +609,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                nn.utils.clip_grad_norm_(model.parameters(), clip_threshold(cfg, len(batches[b])))
                 opt.step()
                 st["step"] += 1
                 st["batch_in_epoch"] = b + 1
