@@ -47,7 +47,7 @@ def test_small_batch_lr_rules():
 
 def test_ner_grid_flags():
     v = {x.name: x for x in grids.ner_variants()}
-    assert list(v) == ["random", "glove", "glove_char", "glove_char_ln", "crf", "crf_ln", "crf_free"]
+    assert list(v) == ["random", "random50", "glove", "glove_char", "glove_char_ln", "crf", "crf_ln", "crf_free"]
     s = StudySettings(kind="ner", out="o", data="gmb.csv", embeddings="glove.txt")
     cmd = lambda name: run_command(s, v[name], 3, False)
     assert "--embeddings" not in cmd("random")

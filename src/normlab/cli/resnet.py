@@ -107,7 +107,12 @@ def register(sub) -> None:
                    help="torch.compile the model: auto compiles and falls back to eager with a warning when "
                         "no compiler works; on fails instead; off stays eager (the first compiled epoch "
                         f"pays a one-off compile time) (default {d.compile})")
-    r.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convs on CUDA)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout (--no-channels-last: NCHW). Default: NHWC when compiled (the fastest "
+                        "layout compiled, on CPU and CUDA), NCHW in eager mode (default auto)")
+    o.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="E",
+                   help="train against (1-E) one-hot + E uniform targets; 0 is the study's plain "
+                        f"cross-entropy (default {d.label_smoothing})")
     r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CUDA)")
     r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
                    help=f"images per batch when evaluating (default {d.eval_batch_size})")

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser, kind: str) -> None:
+    from normlab.study.grids import BUDGETS
+
     p.add_argument("--out", required=True, help="study folder (study.json, runs/, logs/, report.*)")
+    budgets = "; ".join(f"{b.name}: {b.summary} ({b.cost})" for b in BUDGETS[kind].values())
+    p.add_argument("--budget", choices=("auto", *BUDGETS[kind]), default="auto",
+                   help=f"how long the study runs. {budgets}. auto: full where a GPU is found, else cpu "
+                        "(default auto)")
+    p.add_argument("--sanity-seeds", type=int, default=None, metavar="N",
+                   help="seeds of torch_bn and bn, whose gap the sanity check compares with the seed spread "
+                        "(default: the budget's, 3)" if kind == "resnet" else argparse.SUPPRESS)
     p.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1); tables show mean ± std")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ... (default 0)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per run (default: the single-run command's default"
-                        + (", 100" if kind == "resnet" else ", early stopping ends each run") + "); "
+                   help="epochs per run (default: the budget's; full: "
+                        + ("100" if kind == "resnet" else "early stopping ends each run") + "); "
                         "fewer makes a shortened study, and the report says so")
     p.add_argument("--limit-train", type=int, default=None,
                    help="use only the first N training examples (a shortened study, for quick looks)")
@@ -64,11 +74,12 @@ def register(sub) -> None:
     rep.set_defaults(func=_report)
 
 
-def _abs(p):
-    """Existing paths made absolute, so that a rerun from another folder is the same study."""
+def _rel(p):
+    """Existing paths relative to the current folder (where the runs start, too), so that
+    study.json, the run directories and the report name no absolute path of this machine."""
     if isinstance(p, list):
-        return [_abs(x) for x in p]
-    return str(Path(p).resolve()) if p and Path(p).exists() else p
+        return [_rel(x) for x in p]
+    return os.path.relpath(p) if p and Path(p).exists() else p
 
 
 def _run_study(args) -> int:
@@ -77,12 +88,15 @@ def _run_study(args) -> int:
 
     for key in ("data", "data_dir", "embeddings"):
         if getattr(args, key, None) is not None:
-            setattr(args, key, _abs(getattr(args, key)))
+            setattr(args, key, _rel(getattr(args, key)))
+    budget = resolve_budget(args.kind, args.budget, args.device)
     settings = StudySettings(
-        kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed, epochs=args.epochs,
+        kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed,
+        epochs=args.epochs if args.epochs is not None else budget.epochs,
         limit_train=args.limit_train, device=args.device, jobs=args.jobs, variants=args.variants,
         data=args.data[0] if isinstance(args.data, list) and len(args.data) == 1 else args.data,
-        extra_args=list(args.extra_args),
+        extra_args=[*budget.run_args, *args.extra_args], budget=budget.name,
+        sanity_seeds=args.sanity_seeds if args.sanity_seeds is not None else budget.sanity_seeds,
         data_dir=getattr(args, "data_dir", None), val_size=getattr(args, "val_size", None),
         small_batch_lr=getattr(args, "small_batch_lr", "linear"), embeddings=getattr(args, "embeddings", None),
     )
@@ -90,6 +104,30 @@ def _run_study(args) -> int:
         return run_study(settings, report=args.report)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume
         return 130
+
+
+def gpu_count(device: str) -> int:
+    """GPUs a study on ``device`` would use (0 for --device cpu or without CUDA)."""
+    if device not in ("auto", "cuda") and not device.startswith("cuda"):
+        return 0
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - a torch without CUDA support
+        return 0
+
+
+def resolve_budget(kind: str, name: str, device: str, say=print):
+    """The Budget named by --budget; ``auto`` picks by the GPUs found and says which and why."""
+    from normlab.study.grids import choose_budget, get_budget
+
+    if name == "auto":
+        name, why = choose_budget(gpu_count(device))
+        say(f"study: budget '{name}' ({why})")
+    budget = get_budget(kind, name)
+    say(f"study: {kind} budget '{budget.name}': {budget.summary}; expected cost {budget.cost}")
+    return budget
 
 
 def _report(args) -> int:

@@ -29,6 +29,67 @@ RESNET_SMALL_BATCH = 8
 # `normlab ner train` stops on its own (early stopping on val entity F1) within at
 # most 50 epochs, its default; a NER study capped below that is a shortened one.
 NER_FULL_EPOCHS = 50
+# The variants of the sanity check (our BN against nn.BatchNorm2d): run with several seeds
+# in every budget, so that the report can tell their gap from seed noise.
+SANITY_VARIANTS = ("torch_bn", "bn")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A named set of study settings sized for a kind of machine.
+
+    ``epochs``: per run (None: the single-run command's default, the study's own);
+    ``run_args``: extra flags for every run; ``sanity_seeds``: seeds of the ResNet
+    sanity-check variants (``SANITY_VARIANTS``); ``cost``: what it was measured to cost.
+    """
+
+    name: str
+    epochs: Optional[int]
+    run_args: tuple[str, ...]
+    sanity_seeds: int
+    summary: str
+    cost: str
+
+
+# Measured costs: docs/results/README.md (2-core AMD EPYC / Xeon with AVX-512, torch 2.13 CPU).
+BUDGETS: dict[str, dict[str, Budget]] = {
+    "resnet": {
+        "full": Budget("full", RESNET_FULL_EPOCHS, (), 3,
+                       "the study's own: 100 epochs per run, cosine-annealed, early stopping on validation",
+                       "about 1 GPU-hour per batch-128 run on a recent GPU; days on a CPU"),
+        "cpu": Budget("cpu", 15, (), 3,
+                      "every run on the full data (40,000 / 10,000 / 10,000 images) for 15 epochs, "
+                      "the cosine schedule annealed over those 15",
+                      "about 4 hours on a 2-core AVX-512 CPU (see docs/results/README.md)"),
+    },
+    "ner": {
+        "full": Budget("full", None, (), 1,
+                       f"the study's own: up to {NER_FULL_EPOCHS} epochs, early stopping (patience 5) on "
+                       "validation entity F1", "about 3 hours on a 2-core CPU"),
+        "cpu": Budget("cpu", 8, ("--patience", "3"), 1,
+                      "every run on the full GMB split for at most 8 epochs, early stopping (patience 3) on "
+                      "validation entity F1",
+                      "about 2 hours on a 2-core AVX-512 CPU (see docs/results/README.md)"),
+    },
+}
+
+
+def get_budget(kind: str, name: str) -> Budget:
+    """The budget ``name`` of study ``kind``; an unknown name lists the valid ones."""
+    table = BUDGETS.get(kind)
+    if table is None:
+        raise ValueError(f"expected study kind 'resnet' or 'ner', got {kind!r}")
+    if name not in table:
+        raise ValueError(f"expected --budget among {', '.join(table)}, got {name!r}")
+    return table[name]
+
+
+def choose_budget(gpu_count: int) -> tuple[str, str]:
+    """The budget a study takes when none is named, and why: ``full`` with a GPU, else ``cpu``."""
+    if gpu_count > 0:
+        return "full", f"{gpu_count} GPU{'s' * (gpu_count != 1)} found: running the study's own settings"
+    return "cpu", ("no GPU found: running the CPU budget (the full data, fewer epochs); "
+                   "name --budget full to run the study's own settings anyway")
 
 
 @dataclass(frozen=True)
@@ -97,6 +158,9 @@ def ner_variants() -> list[Variant]:
     G = ("--embeddings", "{embeddings}")
     rows = [
         ("random", "BiLSTM, random 100-d embeddings", (), {"embeddings": "random", "char": False, "layer_norm": False, "crf": False}),
+        # GloVe 6B is 50-d here: a random run at 50-d compares pretrained vs random at one dimension.
+        ("random50", "BiLSTM, random 50-d embeddings", ("--word-dim", "50"),
+         {"embeddings": "random", "word_dim": 50, "char": False, "layer_norm": False, "crf": False}),
         ("glove", "BiLSTM, GloVe", G, {"embeddings": "glove", "char": False, "layer_norm": False, "crf": False}),
         ("glove_char", "BiLSTM, GloVe + chars", G + ("--char",), {"embeddings": "glove", "char": True, "layer_norm": False, "crf": False}),
         ("glove_char_ln", "BiLSTM (layer norm), GloVe + chars", G + ("--char", "--layer-norm"), {"embeddings": "glove", "char": True, "layer_norm": True, "crf": False}),
@@ -152,20 +216,32 @@ class StudySettings:
     data_dir: Optional[str] = None
     val_size: Optional[int] = None
     small_batch_lr: Literal["linear", "same"] = "linear"
+    # The named budget (``BUDGETS``) the study runs at; None: settings given one by one.
+    budget: Optional[str] = None
+    # Seeds of the ResNet sanity-check variants (SANITY_VARIANTS): max(seeds, sanity_seeds).
+    sanity_seeds: int = 1
     # ner
     embeddings: Optional[str] = None
     extra_args: list[str] = field(default_factory=list)  # passed to every run unchanged
 
     FREE_KEYS = ("out", "device", "jobs", "variants")
 
-    def seed_list(self) -> list[int]:
-        return list(range(self.first_seed, self.first_seed + self.seeds))
+    def seed_list(self, variant: Optional[str] = None) -> list[int]:
+        """The seeds of ``variant`` (the sanity-check variants may have more), or of the others."""
+        n = self.seeds
+        if variant is not None and self.kind == "resnet" and variant in SANITY_VARIANTS:
+            n = max(n, self.sanity_seeds)
+        return list(range(self.first_seed, self.first_seed + n))
 
     def validate(self) -> None:
         if self.kind not in ("resnet", "ner"):
             raise ValueError(f"expected kind 'resnet' or 'ner', got {self.kind!r}")
         if self.seeds < 1:
             raise ValueError(f"expected --seeds >= 1, got {self.seeds}")
+        if self.sanity_seeds < 1:
+            raise ValueError(f"expected --sanity-seeds >= 1, got {self.sanity_seeds}")
+        if self.budget is not None:
+            get_budget(self.kind, self.budget)
         if self.jobs < 1:
             raise ValueError(f"expected --jobs >= 1, got {self.jobs}")
         if self.epochs is not None and self.epochs < 1:
@@ -192,6 +268,8 @@ class StudySettings:
     def shortened(self) -> list[str]:
         """Why this study is shorter than the seed's (empty when it is the full study)."""
         why = []
+        if self.budget == "cpu":
+            why.append(f"the '{self.budget}' budget: " + get_budget(self.kind, self.budget).summary)
         if self.kind == "resnet" and self.epochs is not None and self.epochs < RESNET_FULL_EPOCHS:
             why.append(f"{self.epochs} epoch{'s' * (self.epochs != 1)} instead of {RESNET_FULL_EPOCHS}")
         if self.kind == "ner" and self.epochs is not None and self.epochs < NER_FULL_EPOCHS:

@@ -858,8 +858,8 @@ def header_lines(study: StudyData) -> list[str]:
     ran = [r.summary.get("epochs_run") for r in study.runs if r.summary and r.summary.get("epochs_run") is not None]
     times = [r.seconds for r in study.runs if r.seconds is not None]
     finished = sum(1 for r in study.runs if r.summary)
-    grid = sum(1 for v in study.variants if not v.left_out) * max(1, len(study.settings.seed_list())
-                                                                     if study.settings else 1)
+    grid = sum(len(study.settings.seed_list(v.name)) if study.settings else 1
+               for v in study.variants if not v.left_out)
     lines = [
         f"**Hardware:** {'; '.join(hw) or 'unknown (no run has started)'}" + (f" — {'; '.join(plat)}" if plat else ""),
         f"**torch:** {', '.join(torch_v) or 'unknown'}",

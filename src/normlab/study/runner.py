@@ -130,7 +130,7 @@ def plan(settings: StudySettings, flags: Optional[set[str]] = None) -> tuple[lis
         if missing:
             left_out[v.name] = f"`normlab {settings.kind} train` offers no {', '.join(missing)}"
             continue
-        for seed in settings.seed_list():
+        for seed in settings.seed_list(v.name):
             d = run_dir(out, v.name, seed)
             state = run_state(d)
             if state != "finished":

@@ -532,7 +532,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
         if not resuming:
             rundir.atomic_write_json(out / rundir.CONFIG, {
                 "kind": "ner", "config": config_dict, "env": rundir.environment_info(device),
-                "data": {"files": cfg.data, "split_seed": cfg.split_seed, "limit_train": cfg.limit_train,
+                "data": {"files": [rundir.file_fingerprint(f) for f in cfg.data], "split_seed": cfg.split_seed, "limit_train": cfg.limit_train,
                          "limit_eval": cfg.limit_eval,
                          "sizes": {"train": len(train_s), "val": len(splits["val"]), "test": len(splits["test"])},
                          "sizes_before_limit": sizes_before_limit,

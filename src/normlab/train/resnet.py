@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Callable, Literal, Optional, get_args
 
 import numpy as np
 import torch
@@ -87,6 +87,9 @@ class ResNetConfig:
     schedule: Schedule = "cosine"  # "cosine": to 0 over the epoch budget, per step; "step": x0.1 at 50% and 75%
     # He et al. warm up only ResNet-110; the default keeps the study's plain lr 0.1 from step 0.
     warmup_epochs: float = 0.0
+    # Cross-entropy against (1 - e) one-hot + e uniform targets in training (Szegedy et al. 2016);
+    # 0 is the study's plain loss. Validation and test losses stay plain.
+    label_smoothing: float = 0.0
     patience: int = 20  # epochs without a new best val accuracy before stopping; 0 turns early stopping off
     bin_gate_lr_mult: float = 10.0  # lr multiplier of BIN's gates rho, as Nam & Kim's code does
     seed: int = 0
@@ -95,7 +98,11 @@ class ResNetConfig:
     # "auto": torch.compile where it works, else eager with a warning. On our 2-core CPU the
     # from-scratch bn only matches nn.BatchNorm2d's speed when compiled (benchmarks/README.md).
     compile: CompileMode = "auto"
-    channels_last: bool = False  # NHWC memory layout (helps convs on CUDA tensor cores)
+    # NHWC memory layout. None (auto): NHWC when the model is compiled, NCHW in eager mode.
+    # Measured on a 2-core AVX-512 CPU (benchmarks/README.md): compiled, NHWC is the fastest
+    # layout for every norm; eager, our from-scratch norms are much slower on NHWC tensors.
+    # On CUDA NHWC feeds the tensor cores.
+    channels_last: Optional[bool] = None
     bf16: bool = False  # bfloat16 autocast for the forward pass (CUDA; loss and metrics stay float32)
     eval_batch_size: int = 256  # beat 1000 on our CPU (cache-sized batches); any size works on a GPU
     out: str = "runs/resnet"
@@ -158,6 +165,9 @@ class ResNetConfig:
         number("weight_decay", 0.0, strict=False)
         choice("schedule", get_args(Schedule))
         number("warmup_epochs", 0.0, strict=False)
+        number("label_smoothing", 0.0, strict=False)
+        if self.label_smoothing >= 1:
+            raise ValueError(f"expected label_smoothing in [0, 1), got {self.label_smoothing!r}")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"expected warmup_epochs below epochs ({self.epochs}), got {self.warmup_epochs!r}")
         integer("patience", 0)
@@ -166,7 +176,8 @@ class ResNetConfig:
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"expected device to be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         choice("compile", get_args(CompileMode))
-        flag("channels_last")
+        if self.channels_last is not None:
+            flag("channels_last")
         flag("bf16")
         integer("eval_batch_size", 1)
         if not isinstance(self.out, (str, Path)) or not str(self.out):
@@ -269,7 +280,7 @@ def _row(r: dict) -> str:
 
 @torch.no_grad()
 def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, cfg: ResNetConfig,
-             device: torch.device, features: bool = False) -> dict:
+             device: torch.device, features: bool = False, channels_last: Optional[bool] = None) -> dict:
     """Loss, metrics and (optionally) the feature percentiles of ``net`` in eval mode.
 
     x: uint8 images (N, C, H, W) on ``device``; y: labels (N,). The images are
@@ -280,8 +291,10 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, cfg: R
     net.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     preds, feats = [], []
+    if channels_last is None:
+        channels_last = bool(cfg.channels_last)
     for xb, yb in iterate_batches(x, y, cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std):
-        if cfg.channels_last:
+        if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with _autocast(cfg, device):
             logits, f = net(xb, return_features=True)  # shape: (B, K), (B, 64)
@@ -309,8 +322,11 @@ class _Net:
     state (a failed call changes no weights: the optimizer steps only after it).
     """
 
-    def __init__(self, model: nn.Module, mode: CompileMode, log: _Log) -> None:
+    def __init__(self, model: nn.Module, mode: CompileMode, log: _Log, channels_last: bool,
+                 auto_layout: bool = False) -> None:
         self.model, self.mode, self.log = model, mode, log
+        # The layout in use; with ``auto_layout`` it falls back to NCHW with eager mode.
+        self.channels_last, self.auto_layout = channels_last, auto_layout
         self.compiled = None
         if mode != "off":
             self.compiled = torch.compile(model)
@@ -339,6 +355,9 @@ class _Net:
             self.compiled = None
             for p in self.model.parameters():
                 p.grad = None
+            if self.auto_layout and self.channels_last:
+                self.channels_last = False
+                self.model.to(memory_format=torch.contiguous_format)
             return fn(self.model)
         self._proved.add(kind)
         return result
@@ -408,7 +427,8 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     # step; with reshuffling every epoch, dropping it still shows every image equally often.
     steps_per_epoch = len(tr_y) // cfg.batch_size
     data_info = {
-        "source": ds.source, "classes": list(ds.classes), "num_classes": num_classes,
+        "source": ds.source, "file": rundir.file_fingerprint(cfg.data), "classes": list(ds.classes),
+        "num_classes": num_classes,
         "sizes": {"train": int(len(tr_y)), "val": int(len(va_y)), "test": int(len(ds.test_y))},
         "val_seed": cfg.split_seed, "mean": mean_list, "std": std_list,
     }
@@ -416,7 +436,8 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     # --- model, optimizer, schedule
     rundir.seed_everything(cfg.seed)
     model = build_model(cfg, num_classes, in_channels).to(device)
-    if cfg.channels_last:
+    channels_last = cfg.channels_last if cfg.channels_last is not None else cfg.compile != "off"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
@@ -450,7 +471,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         log(f"normlab resnet: ResNet-{6 * cfg.n + 2} norm={cfg.norm} on {ds.source} "
             f"({len(tr_y)} train / {len(va_y)} val images), device {device}, out {out}")
 
-    net = _Net(model, cfg.compile, log)
+    net = _Net(model, cfg.compile, log, channels_last, auto_layout=cfg.channels_last is None)
     show_bar = progress and sys.stderr.isatty()
     # A per-step .item() costs nothing on CPU but stalls an accelerator's queue.
     check_every = 1 if device.type == "cpu" else 25
@@ -460,7 +481,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     def train_step(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor):
         with _autocast(cfg, device):
             logits = module(xb)  # shape: (B, K)
-        loss = F.cross_entropy(logits.float(), yb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return logits.detach(), loss.detach()
@@ -482,7 +503,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         diverged_at = None
         for i, (xb, yb) in enumerate(iterate_batches(tr_x, tr_y, cfg.batch_size, shuffle=True, augment=True,
                                                      mean=mean, std=std, generator=gen, drop_last=True)):
-            if cfg.channels_last:
+            if net.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             logits, loss = net.guarded(lambda m: train_step(m, xb, yb), "train")
             optimizer.step()
@@ -510,7 +531,8 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
             log(message, err=True)
             break
 
-        val = net.guarded(lambda m: evaluate(m, va_x, va_y, mean, std, cfg, device, features=True), "eval")
+        val = net.guarded(lambda m: evaluate(m, va_x, va_y, mean, std, cfg, device, features=True,
+                                             channels_last=net.channels_last), "eval")
         train_acc = float(correct) / seen
         record = {
             "epoch": epoch, "step": state["step"], "lr": lr_now, "seconds": time.perf_counter() - t0,
@@ -550,7 +572,8 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         te_x, te_y = _as_tensor(ds.test_x).to(device), _as_tensor(ds.test_y).to(device)
         metrics = {}
         for split, (x, y) in {"train": (tr_x, tr_y), "val": (va_x, va_y), "test": (te_x, te_y)}.items():
-            m = net.guarded(lambda mod: evaluate(mod, x, y, mean, std, cfg, device), "eval")
+            m = net.guarded(lambda mod: evaluate(mod, x, y, mean, std, cfg, device,
+                                                 channels_last=net.channels_last), "eval")
             metrics[split] = {k: m[k] for k in ("accuracy", "micro_f1", "macro_f1", "loss")}
     if status == "finished":
         message = f"trained {state['epoch']} epoch{'s' if state['epoch'] != 1 else ''}. "
@@ -568,6 +591,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         "seconds_per_epoch": statistics.median(r["seconds"] for r in records) if records else None,
         "best_val_accuracy": state["best_val_accuracy"],
         "compiled": net.is_compiled,
+        "channels_last": net.channels_last,
         "metrics": metrics,
     }
     rundir.atomic_write_json(out / rundir.SUMMARY, summary)

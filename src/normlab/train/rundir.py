@@ -230,8 +230,38 @@ def environment_info(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:
-        info["cpu"] = platform.processor() or platform.machine()
+        info["cpu"] = cpu_model()
+        info["cpu_cores"] = os.cpu_count()
     return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def file_fingerprint(path: str | Path) -> dict:
+    """A data file as a report names it: the path as given (relative, as typed), its size and SHA-256.
+
+    Folders and non-files (e.g. ``cifar10``, a download name) get the path only.
+    """
+    import hashlib
+
+    p = Path(path)
+    if not p.is_file():
+        return {"path": str(path)}
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(path), "bytes": p.stat().st_size, "sha256": h.hexdigest()}
 
 
 def prepare_run_dir(out: Path, config: dict, resume: bool) -> bool:
