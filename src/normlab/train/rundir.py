@@ -345,7 +345,7 @@ def prepare_run_dir(out: Path, config: dict, resume: bool,
         if diffs:
             detail = ", ".join(f"{flag(k)}: saved {saved.get(k)!r}, now {to_jsonable(config.get(k))!r}"
                                for k in diffs)
-            free = ", ".join(sorted(flag(k) for k in RESUME_FREE_KEYS if k not in ("resume", "out")))
+            free = ", ".join(sorted(flag(k) for k in RESUME_FREE_KEYS - {"resume", "out"} if k in config or k in saved))
             raise ValueError(f"--resume: settings differ from {cfg_path}: {detail}; only {free} may change "
                              f"on resume (rerun with the saved values or choose another --out)")
         if not (out / LAST).exists():
