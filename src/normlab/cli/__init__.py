@@ -70,7 +70,8 @@ finite_float.__name__ = "float"
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings from the library, as one line each (not Python's two-line form)."""
     text = str(message)
-    print(text if text.startswith("warning:") else f"normlab: warning: {text}", file=file or sys.stderr)
+    text = text[len("warning: "):] if text.startswith("warning: ") else text
+    print(f"normlab: warning: {text}", file=file or sys.stderr)
 
 
 def _interrupted_message(args: argparse.Namespace) -> str:
