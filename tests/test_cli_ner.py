@@ -107,7 +107,7 @@ def test_train_on_a_missing_file_exits_2(tmp_path, capsys):
 def test_train_with_two_data_files_exits_2(tmp_path, capsys):
     a = write_four_column(tmp_path / "a.txt", synthetic_sentences(4, 0))
     code, out, err = run(["ner", "train", "--data", a, a, "--out", str(tmp_path / "r")], capsys)
-    assert code == 2 and "expected data to be 1 GMB file or 3" in err
+    assert code == 2 and "expected --data to be 1 GMB file or 3" in err
 
 
 def test_train_on_a_bad_file_names_the_line(tmp_path, capsys):

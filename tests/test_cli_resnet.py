@@ -50,9 +50,9 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 
 def test_bad_values_are_clear_errors(tmp_path, capsys):
     assert main(["resnet", "train", "--lr", "-1", "--out", str(tmp_path / "a")]) == 2
-    assert "normlab: error: expected lr to be a finite number > 0.0, got -1.0" in capsys.readouterr().err
+    assert "normlab: error: expected --lr to be a finite number > 0.0, got -1.0" in capsys.readouterr().err
     assert main(["resnet", "train", "--norm", "gn", "--gn-groups", "5", "--out", str(tmp_path / "b")]) == 2
-    assert "expected gn_groups to divide" in capsys.readouterr().err
+    assert "expected --gn-groups to divide" in capsys.readouterr().err
     assert main(["resnet", "train", "--resume", "--out", str(tmp_path / "c")]) == 2
     assert "holds no config.json" in capsys.readouterr().err
 

@@ -312,3 +312,24 @@ def test_traces_as_one_graph_for_torch_compile(name):
         torch.testing.assert_close(gp2[key], gp1[key], atol=1e-5, rtol=1e-5)
     for key, value in eager.state_dict().items():
         torch.testing.assert_close(compiled.state_dict()[key], value, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ln", "gn"])
+def test_compiled_on_channels_last_matches_pytorch(name):
+    """Compiled on NHWC tensors (the trainer's default layout when compiling), LN and GN take
+    per-cell statistics instead of a (B, G, -1) view; output and gradients stay PyTorch's."""
+    groups = 1 if name == "ln" else 8
+    ours = make_norm(name, 32, **({"num_groups": groups} if name == "gn" else {}))
+    ref = nn.GroupNorm(groups, 32)
+    _randomize_affine(ours, seed=3)
+    with torch.no_grad():
+        ref.weight.copy_(ours.weight)
+        ref.bias.copy_(ours.bias)
+    x = torch.randn(6, 32, 5, 5).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(6, 32, 5, 5)
+    y1, gx1, gp1 = _fwd_bwd(ref, x, grad)
+    y2, gx2, gp2 = _fwd_bwd(torch.compile(ours, backend="aot_eager", fullgraph=True), x, grad, owner=ours)
+    torch.testing.assert_close(y2, y1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gx2, gx1, atol=1e-5, rtol=1e-5)
+    for key in gp1:
+        torch.testing.assert_close(gp2[key], gp1[key], atol=1e-4, rtol=1e-5)

@@ -56,12 +56,37 @@ def test_load_checkpoint_refuses_code(tmp_path):
 def test_prepare_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
     out = tmp_path / "run"
     assert rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False) is False
-    rundir.atomic_write_json(out / rundir.CONFIG, {"config": {"lr": 0.1, "device": "cpu"}})
+    assert not out.exists()  # nothing is created before the run writes its first file
+    rundir.atomic_write_json(out / rundir.CONFIG, {"config": {"lr": 0.1, "device": "cpu", "compile": "auto"}})
+    rundir.atomic_torch_save({"model": {}}, out / rundir.LAST)
     with pytest.raises(ValueError, match="already holds a run"):
         rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False)
-    with pytest.raises(ValueError, match="lr"):
-        rundir.prepare_run_dir(out, {"lr": 0.2, "device": "cpu"}, resume=True)
-    assert rundir.prepare_run_dir(out, {"lr": 0.1, "device": "cuda"}, resume=True) is False
+    with pytest.raises(ValueError, match=r"--resume: settings differ .*--lr: saved 0.1, now 0.2; only --compile, "
+                                         r"--device may change on resume"):
+        rundir.prepare_run_dir(out, {"lr": 0.2, "device": "cpu", "compile": "auto"}, resume=True)
+    # device and compile do not change the result: they may differ on resume
+    assert rundir.prepare_run_dir(out, {"lr": 0.1, "device": "cuda", "compile": "off"}, resume=True) is True
+
+
+def test_a_folder_without_a_checkpoint_starts_afresh(tmp_path):
+    """A run interrupted before its first checkpoint is not a run to protect (issue 9, item 2)."""
+    out = tmp_path / "run"
+    rundir.atomic_write_json(out / rundir.CONFIG, {"config": {"lr": 0.1, "compile": "auto"}})
+    notes = []
+    for resume, cfg in ((False, {"lr": 0.1}), (True, {"lr": 0.1, "compile": "off"}), (True, {"lr": 0.5})):
+        assert rundir.prepare_run_dir(out, cfg, resume=resume, note=notes.append) is False
+    assert notes == [f"note: {out} holds no checkpoint (a run interrupted before its first one); "
+                     f"starting it afresh"] * 3
+
+
+def test_out_that_cannot_be_a_folder_is_refused(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(ValueError, match=rf"^--out {f}: expected a folder \(new or holding a run\), got an existing file$"):
+        rundir.prepare_run_dir(f, {}, resume=False)
+    with pytest.raises(ValueError, match=rf"^--out {f / 'run'}: cannot create the folder: {f} is a file"):
+        rundir.prepare_run_dir(f / "run", {}, resume=False)
+    assert f.read_text() == "x"
 
 
 def test_metrics_match_definitions():

@@ -217,18 +217,24 @@ def test_epoch_batches_are_a_seeded_partition_with_little_padding():
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(data=[]), "expected data to be 1 GMB file or 3"),
-    (dict(batch_size=0), "expected batch_size to be an integer >= 1, got 0"),
+    (dict(data=[]), "expected --data to be 1 GMB file or 3"),
+    (dict(batch_size=0), "expected --batch-size to be an integer >= 1, got 0"),
     (dict(optimizer="adam"), "expected optimizer in \\('sgd',\\), got 'adam'"),
-    (dict(dropout=1.0), "expected dropout in \\[0, 1\\), got 1.0"),
-    (dict(lr=-1.0), "expected lr > 0, got -1.0"),
-    (dict(momentum=1.5), "expected momentum in \\[0, 1\\), got 1.5"),
-    (dict(lr_decay=-0.1), "expected lr_decay >= 0, got -0.1"),
-    (dict(clip=0.0), "expected clip > 0"),
-    (dict(eval_every=-1), "expected eval_every to be an integer >= 0"),
-    (dict(limit_train=0), "expected limit_train to be None or an integer >= 1, got 0"),
-    (dict(epochs=0), "expected epochs to be an integer >= 1, got 0"),
-    (dict(limit_eval=-3), "expected limit_eval to be None or an integer >= 1, got -3"),
+    (dict(dropout=1.0), "expected --dropout to be a finite number in \\[0, 1\\), got 1.0"),
+    (dict(lr=-1.0), "expected --lr to be a finite number > 0, got -1.0"),
+    (dict(momentum=1.5), "expected --momentum to be a finite number in \\[0, 1\\), got 1.5"),
+    (dict(lr_decay=-0.1), "expected --lr-decay to be a finite number >= 0, got -0.1"),
+    (dict(lr_decay=float("nan")), "expected --lr-decay to be a finite number >= 0, got nan"),
+    (dict(lr=float("inf")), "expected --lr to be a finite number > 0, got inf"),
+    (dict(clip=float("nan")), "expected --clip to be a finite number > 0, got nan"),
+    (dict(dropout=float("nan")), "expected --dropout to be a finite number in"),
+    (dict(momentum=float("-inf")), "expected --momentum to be a finite number in"),
+    (dict(clip=0.0), "expected --clip to be a finite number > 0"),
+    (dict(eval_every=-1), "expected --eval-every to be an integer >= 0"),
+    (dict(patience=-1), "expected --patience to be an integer >= 0 \\(0: never stop early\\), got -1"),
+    (dict(limit_train=0), "expected --limit-train to be an integer >= 1, got 0"),
+    (dict(epochs=0), "expected --epochs to be an integer >= 1, got 0"),
+    (dict(limit_eval=-3), "expected --limit-eval to be an integer >= 1, got -3"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(tiny_data, tmp_path, change, message):
     with pytest.raises(ValueError, match=message):

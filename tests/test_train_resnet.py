@@ -52,32 +52,32 @@ def without_seconds(records):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(n=0), "expected n to be an integer >= 1, got 0"),
-    (dict(norm="batchnorm"), "expected norm to be one of bn, in, bin, ln, gn, nn, torch_bn, got 'batchnorm'"),
-    (dict(gn_groups=0), "expected gn_groups to be an integer >= 1, got 0"),
-    (dict(norm="gn", gn_groups=3), r"expected gn_groups to divide the 16, 32 and 64 channels of the network "
+    (dict(n=0), "expected --n to be an integer >= 1, got 0"),
+    (dict(norm="batchnorm"), "expected --norm to be one of bn, in, bin, ln, gn, nn, torch_bn, got 'batchnorm'"),
+    (dict(gn_groups=0), "expected --gn-groups to be an integer >= 1, got 0"),
+    (dict(norm="gn", gn_groups=3), r"expected --gn-groups to divide the 16, 32 and 64 channels of the network "
                                     r"\(1, 2, 4, 8 or 16\), got 3"),
-    (dict(shortcut="B"), "expected shortcut to be one of A, projection, got 'B'"),
-    (dict(data=""), "expected data to be 'cifar10' or a path, got ''"),
-    (dict(val_size=0), "expected val_size to be an integer >= 1, got 0"),
-    (dict(limit_train=0), "expected limit_train to be an integer >= 1, got 0"),
-    (dict(epochs=0), "expected epochs to be an integer >= 1, got 0"),
-    (dict(batch_size=True), "expected batch_size to be an integer >= 1, got True"),
-    (dict(lr=0.0), "expected lr to be a finite number > 0.0, got 0.0"),
-    (dict(lr=float("nan")), "expected lr to be a finite number > 0.0, got nan"),
-    (dict(lr_scaling="sqrt"), "expected lr_scaling to be one of none, linear, got 'sqrt'"),
-    (dict(momentum=1.0), r"expected momentum to be in \[0, 1\), got 1.0"),
-    (dict(weight_decay=-1e-4), "expected weight_decay to be a finite number >= 0.0, got -0.0001"),
-    (dict(schedule="linear"), "expected schedule to be one of cosine, step, got 'linear'"),
-    (dict(warmup_epochs=100), r"expected warmup_epochs below epochs \(100\), got 100"),
-    (dict(patience=-1), "expected patience to be an integer >= 0, got -1"),
-    (dict(bin_gate_lr_mult=0), "expected bin_gate_lr_mult to be a finite number > 0.0, got 0"),
-    (dict(seed=-1), "expected seed to be an integer >= 0, got -1"),
-    (dict(compile="yes"), "expected compile to be one of auto, on, off, got 'yes'"),
-    (dict(channels_last=1), "expected channels_last to be True or False, got 1"),
-    (dict(bf16="no"), "expected bf16 to be True or False, got 'no'"),
-    (dict(eval_batch_size=0), "expected eval_batch_size to be an integer >= 1, got 0"),
-    (dict(out=""), "expected out to be a folder path, got ''"),
+    (dict(shortcut="B"), "expected --shortcut to be one of A, projection, got 'B'"),
+    (dict(data=""), "expected --data to be 'cifar10' or a path, got ''"),
+    (dict(val_size=0), "expected --val-size to be an integer >= 1, got 0"),
+    (dict(limit_train=0), "expected --limit-train to be an integer >= 1, got 0"),
+    (dict(epochs=0), "expected --epochs to be an integer >= 1, got 0"),
+    (dict(batch_size=True), "expected --batch-size to be an integer >= 1, got True"),
+    (dict(lr=0.0), "expected --lr to be a finite number > 0.0, got 0.0"),
+    (dict(lr=float("nan")), "expected --lr to be a finite number > 0.0, got nan"),
+    (dict(lr_scaling="sqrt"), "expected --lr-scaling to be one of none, linear, got 'sqrt'"),
+    (dict(momentum=1.0), r"expected --momentum to be in \[0, 1\), got 1.0"),
+    (dict(weight_decay=-1e-4), "expected --weight-decay to be a finite number >= 0.0, got -0.0001"),
+    (dict(schedule="linear"), "expected --schedule to be one of cosine, step, got 'linear'"),
+    (dict(warmup_epochs=100), r"expected --warmup-epochs below --epochs \(100\), got 100"),
+    (dict(patience=-1), "expected --patience to be an integer >= 0, got -1"),
+    (dict(bin_gate_lr_mult=0), "expected --bin-gate-lr-mult to be a finite number > 0.0, got 0"),
+    (dict(seed=-1), "expected --seed to be an integer >= 0, got -1"),
+    (dict(compile="yes"), "expected --compile to be one of auto, on, off, got 'yes'"),
+    (dict(channels_last=1), "expected --channels-last to be True or False, got 1"),
+    (dict(bf16="no"), "expected --bf16 to be True or False, got 'no'"),
+    (dict(eval_batch_size=0), "expected --eval-batch-size to be an integer >= 1, got 0"),
+    (dict(out=""), "expected --out to be a folder path, got ''"),
 ])
 def test_bad_settings_are_refused_by_name(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -252,9 +252,9 @@ def test_compile_auto_falls_back_to_eager(tiny_folder, tmp_path, monkeypatch):
 
 
 def test_data_limits_are_checked(tiny_folder, tmp_path):
-    with pytest.raises(ValueError, match="expected limit_train at most the 96"):
+    with pytest.raises(ValueError, match="expected --limit-train at most the 96"):
         fit(tiny_cfg(tiny_folder, tmp_path / "a", limit_train=97), progress=False)
-    with pytest.raises(ValueError, match="expected val_size below the 120"):
+    with pytest.raises(ValueError, match="expected --val-size below the 120"):
         fit(tiny_cfg(tiny_folder, tmp_path / "b", val_size=120), progress=False)
     with pytest.raises(FileNotFoundError, match="no such file"):
         fit(tiny_cfg(tmp_path / "missing", tmp_path / "c"), progress=False)

@@ -20,3 +20,15 @@ def dataclass_from_dict(cls: type[T], d: dict[str, Any], where: str | None = Non
         raise ValueError(f"{prefix}expected {cls.__name__} keys ({', '.join(sorted(names))}), "
                          f"got unknown {', '.join(unknown)}")
     return cls(**d)
+
+
+# Config fields whose command-line flag is not ``--`` + the name with dashes.
+_FLAG_SPELLING = {"crf_constraints": "--no-crf-constraints", "progress": "--no-progress"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field, for messages: ``batch_size`` -> ``--batch-size``.
+
+    Errors name what the user typed, not the dataclass field behind it.
+    """
+    return _FLAG_SPELLING.get(name, "--" + name.replace("_", "-"))

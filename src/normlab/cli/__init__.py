@@ -3,22 +3,92 @@
 Each command group lives in its own module and adds itself with
 ``register(subparsers)``; a command's handler returns an exit code.
 Bad input (a ValueError or a missing file raised by the library) is printed
-as one clear line and exits with status 2, like a bad flag.
+as one clear line and exits with status 2, like a bad flag. Exit codes (see
+docs/errors.md): 0 done, 1 a run or study ended without its result (a
+diverged NER run, a study with failed runs), 2 bad input, 130 interrupted.
+
+One vocabulary for every command: ``finite_float`` for every float option,
+``HelpFormatter`` (every default shown in ``--help``)
+and the metavars ``DIR``, ``FILE``, ``PATH``, ``N``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+import warnings
+from pathlib import Path
 
 # Command groups, each a module of this package with a ``register(subparsers)``.
 GROUPS = ("resnet", "ner", "study")
 
 
+# Exit codes of every command.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default.
+
+    A help text that already says its default (the word "default") is left
+    alone; otherwise "(default X)" is appended, and "(default off)" for a flag.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default off)"
+        if action.default is None:
+            return f"{text} (default none)"
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+        return f"{text} (default {shown})".replace("%", "%%")
+
+
+class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """``HelpFormatter`` for a command whose description is laid out by hand."""
+
+
+def finite_float(text: str) -> float:
+    """The type of every float option: nan and inf are refused when parsing, naming the flag.
+
+    Ranges (lr > 0, dropout in [0, 1)) are checked by the config classes, whose
+    errors name the flags too.
+    """
+    v = float(text)  # a ValueError here reads "argument --lr: invalid float value: 'x'"
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+finite_float.__name__ = "float"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings from the library, as one line each (not Python's two-line form)."""
+    text = str(message)
+    text = text[len("warning: "):] if text.startswith("warning: ") else text
+    print(f"normlab: warning: {text}", file=file or sys.stderr)
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    out = getattr(args, "out", None)
+    if getattr(args, "group", None) in ("resnet", "ner") and getattr(args, "func", None) and out:
+        from normlab.train.rundir import LAST
+
+        if (Path(out) / LAST).exists():
+            return f"normlab: interrupted; rerun with --resume to continue from {Path(out) / LAST}"
+        return (f"normlab: interrupted before the first checkpoint; rerun the same command to start "
+                f"{out} afresh")
+    return "normlab: interrupted"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="normlab",
+        prog="normlab", formatter_class=HelpFormatter,
         description=(
             "Reproduce two classic studies: normalization layers in CIFAR ResNets "
             "(normlab resnet, normlab study resnet) and BiLSTM-CRF named-entity "
@@ -39,11 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    old_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+    except ValueError as e:
         print(f"normlab: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a path that cannot be read or written (missing, a folder, no permission)
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"normlab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("normlab: interrupted; rerun with --resume to continue from last.pt", file=sys.stderr)
-        return 130
+        print(_interrupted_message(args), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        warnings.showwarning = old_show

@@ -40,18 +40,20 @@ NORM_HELP = {
 
 
 def register(sub) -> None:
+    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
     from normlab.norms import DEFAULT_GN_GROUPS, NORM_NAMES
     from normlab.train.resnet import REFERENCE_BATCH_SIZE, ResNetConfig
 
     d = ResNetConfig()
     p = sub.add_parser("resnet", help="CIFAR ResNets with different normalization layers: train",
+                       formatter_class=HelpFormatter,
                        description="CIFAR ResNets (6n+2 layers) with different normalization layers.")
     rsub = p.add_subparsers(dest="resnet_command", metavar="SUBCOMMAND", required=True)
     t = rsub.add_parser("train", help="train one ResNet and write a run directory", description=TRAIN_HELP,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+                        formatter_class=RawHelpFormatter)
 
     m = t.add_argument_group("model")
-    m.add_argument("--n", type=int, default=d.n, help=f"blocks per stage: 6n+2 layers (default {d.n}: ResNet-14)")
+    m.add_argument("--n", type=int, default=d.n, metavar="N", help=f"blocks per stage: 6n+2 layers (default {d.n}: ResNet-14)")
     m.add_argument("--norm", choices=NORM_NAMES, default=d.norm, metavar="NORM",
                    help="normalization after every conv: "
                         + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES) + f" (default {d.norm})")
@@ -69,33 +71,33 @@ def register(sub) -> None:
     g.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
                    help="where --data cifar10 is looked for and downloaded (default $NORMLAB_DATA, "
                         "else ~/.cache/normlab/data)")
-    g.add_argument("--val-size", type=int, default=d.val_size,
+    g.add_argument("--val-size", type=int, default=d.val_size, metavar="N",
                    help=f"validation images drawn at random from the training images (default {d.val_size})")
     g.add_argument("--split-seed", type=int, default=d.split_seed,
                    help=f"seed of the validation draw, fixed across --seed (default {d.split_seed})")
     g.add_argument("--limit-train", type=int, default=d.limit_train, metavar="N",
-                   help="train on only N of the remaining training images (a seeded random subset; "
-                        "for quick looks; default: all)")
+                   help="train on only N training images, drawn at random with --split-seed from those left "
+                        "after the validation draw (the same N for every --seed; quick looks; default: all)")
 
     o = t.add_argument_group("optimization")
-    o.add_argument("--epochs", type=int, default=d.epochs, help=f"epoch budget (default {d.epochs})")
-    o.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
-    o.add_argument("--lr", type=float, default=d.lr, help=f"peak SGD learning rate (default {d.lr})")
+    o.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"epoch budget (default {d.epochs})")
+    o.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help=f"images per step (default {d.batch_size})")
+    o.add_argument("--lr", type=finite_float, default=d.lr, help=f"peak SGD learning rate (default {d.lr})")
     o.add_argument("--lr-scaling", choices=("none", "linear"), default=d.lr_scaling,
                    help=f"none: use --lr as given; linear: --lr x batch-size / {REFERENCE_BATCH_SIZE} "
                         f"(Goyal et al. 2017; for small batches such as 8) (default {d.lr_scaling})")
-    o.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    o.add_argument("--weight-decay", type=float, default=d.weight_decay,
+    o.add_argument("--momentum", type=finite_float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    o.add_argument("--weight-decay", type=finite_float, default=d.weight_decay,
                    help=f"L2 weight decay, not applied to bin's gates (default {d.weight_decay})")
     o.add_argument("--schedule", choices=("cosine", "step"), default=d.schedule,
                    help="cosine: lr decays to 0 over the epoch budget, every step; step: lr x0.1 at 50%% "
                         f"and 75%% of the epochs (default {d.schedule})")
-    o.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+    o.add_argument("--warmup-epochs", type=finite_float, default=d.warmup_epochs,
                    help=f"linear lr warm-up from 0 over this many epochs (default {d.warmup_epochs:g}: none)")
-    o.add_argument("--patience", type=int, default=d.patience,
+    o.add_argument("--patience", type=int, default=d.patience, metavar="N",
                    help="stop after this many epochs without a better validation accuracy; 0: never stop "
                         f"early (default {d.patience})")
-    o.add_argument("--bin-gate-lr-mult", type=float, default=d.bin_gate_lr_mult,
+    o.add_argument("--bin-gate-lr-mult", type=finite_float, default=d.bin_gate_lr_mult,
                    help=f"learning-rate multiplier of bin's gates, as in Nam & Kim's code (default {d.bin_gate_lr_mult:g})")
     o.add_argument("--seed", type=int, default=d.seed,
                    help=f"seed of initialization, batch order and augmentation (default {d.seed})")
@@ -110,27 +112,36 @@ def register(sub) -> None:
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (--no-channels-last: NCHW). Default: NHWC when compiled (the fastest "
                         "layout compiled, on CPU and CUDA), NCHW in eager mode (default auto)")
-    o.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="E",
+    o.add_argument("--label-smoothing", type=finite_float, default=d.label_smoothing, metavar="E",
                    help="train against (1-E) one-hot + E uniform targets; 0 is the study's plain "
                         f"cross-entropy (default {d.label_smoothing})")
     r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CUDA)")
-    r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+    r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, metavar="N",
                    help=f"images per batch when evaluating (default {d.eval_batch_size})")
     r.add_argument("--out", default=d.out, metavar="DIR",
                    help=f"run directory; must not hold a run unless --resume (default {d.out})")
     r.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last.pt (same settings; --device may differ)")
+                   help="continue the run in --out from its last.pt; the settings must be the saved ones, "
+                        "except --device, --compile and --no-progress (a folder without a checkpoint is "
+                        "started afresh)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     t.set_defaults(func=_train)
 
 
-def _train(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace):
+    """The ``ResNetConfig`` the parsed flags ask for (validated)."""
     import dataclasses
 
-    from normlab.train.resnet import ResNetConfig, fit
+    from normlab.train.resnet import ResNetConfig
 
     names = {f.name for f in dataclasses.fields(ResNetConfig)}
-    cfg = ResNetConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return ResNetConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _train(args: argparse.Namespace) -> int:
+    from normlab.train.resnet import fit
+
+    cfg = config_from_args(args)
     fit(cfg, progress=args.progress)  # prints the per-epoch table and the outcome
     print(f"run directory: {cfg.out} (summary.json, metrics.jsonl, curves.png, quantiles.png, best.pt)")
     # A diverged run is a result of the study (status "diverged" in summary.json), not a failure.

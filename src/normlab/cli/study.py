@@ -10,7 +10,8 @@ from pathlib import Path
 def _common(p: argparse.ArgumentParser, kind: str) -> None:
     from normlab.study.grids import BUDGETS
 
-    p.add_argument("--out", required=True, help="study folder (study.json, runs/, logs/, report.*)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="study folder (study.json, runs/, logs/, report.*) (required; no default)")
     budgets = "; ".join(f"{b.name}: {b.summary} ({b.cost})" for b in BUDGETS[kind].values())
     p.add_argument("--budget", choices=("auto", *BUDGETS[kind]), default="auto",
                    help=f"how long the study runs. {budgets}. auto: full where a GPU is found, else cpu "
@@ -18,59 +19,77 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--sanity-seeds", type=int, default=None, metavar="N",
                    help="seeds of torch_bn and bn, whose gap the sanity check compares with the seed spread "
                         "(default: the budget's, 3)" if kind == "resnet" else argparse.SUPPRESS)
-    p.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1); tables show mean ± std")
-    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ... (default 0)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="seeds per variant (default 1); tables show mean ± std")
+    p.add_argument("--first-seed", type=int, default=0, metavar="N",
+                   help="seeds are first-seed, first-seed+1, ... (default 0)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="epochs per run (default: the budget's; full: "
                         + ("100" if kind == "resnet" else "early stopping ends each run") + "); "
                         "fewer makes a shortened study, and the report says so")
-    p.add_argument("--limit-train", type=int, default=None,
-                   help="use only the first N training examples (a shortened study, for quick looks)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="train every run on only N training " + ("images" if kind == "resnet" else "sentences")
+                        + ", drawn at random with the split seed (the same N for every seed; a shortened "
+                          "study, for quick looks; default: all)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="runs at once (default 1): one per GPU in CUDA_VISIBLE_DEVICES where there are several, "
                         "else processes sharing the CPU cores")
     p.add_argument("--device", default="auto", help="passed to every run (default auto)")
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="run only these variants of the grid (default: all; see docs/study.md)")
-    p.add_argument("--no-report", dest="report", action="store_false", help="do not write the report at the end")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write the report at the end (default: write it)")
     p.add_argument("--run-arg", dest="extra_args", action="append", default=[], metavar="ARG",
-                   help="an extra argument passed to every run unchanged (repeatable), e.g. --run-arg=--patience=5")
+                   help="an extra argument passed to every run unchanged (repeatable), e.g. --run-arg=--patience=5 "
+                        "(default: none)")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("study", help="run every experiment of a study, then write its report",
+    from normlab.cli import HelpFormatter
+
+    p = sub.add_parser("study", formatter_class=HelpFormatter, help="run every experiment of a study, then write its report",
                        description="Run a study's grid of single runs, each its own process. Rerunning the "
                                    "same command skips finished runs and resumes interrupted ones.")
     kinds = p.add_subparsers(dest="kind", metavar="STUDY", required=True)
 
-    r = kinds.add_parser("resnet", help="ResNet n=2 on CIFAR-10: torch_bn, bn, in, bin, ln, gn, nn; bn and gn at batch 8",
+    r = kinds.add_parser("resnet", formatter_class=HelpFormatter, help="ResNet n=2 on CIFAR-10: torch_bn, bn, in, bin, ln, gn, nn; bn and gn at batch 8",
                          description="ResNet n=2 on CIFAR-10: torch_bn, bn, in, bin, ln, gn, nn at batch 128 "
                                      "with lr 0.1, and bn, gn at batch 8.")
-    r.add_argument("--data", default=None, help="cifar10 or a path (archive, folder, image-folder zip)")
-    r.add_argument("--data-dir", default=None, help="where the official CIFAR-10 is looked for / downloaded")
-    r.add_argument("--val-size", type=int, default=None, help="validation images (default: the command's, 10000)")
-    r.add_argument("--small-batch-lr", choices=("linear", "same"), default="linear",
-                   help="lr of the batch-8 runs: linear = 0.1*8/128 (linear scaling rule, default), same = 0.1")
+    r.add_argument("--data", default=None, metavar="{cifar10|PATH}",
+                   help="cifar10 or a path (archive, folder, image-folder zip) (default: none; "
+                        "cifar10 in --data-dir when only that is given)")
+    r.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="where the official CIFAR-10 is looked for / downloaded (default: none: $NORMLAB_DATA, "
+                        "else ~/.cache/normlab/data)")
+    r.add_argument("--val-size", type=int, default=None, metavar="N",
+                   help="validation images (default: the resnet command's, 10000)")
+    # One name with `normlab resnet train --lr-scaling`: none keeps --lr, linear scales it with the batch.
+    r.add_argument("--lr-scaling", dest="small_batch_lr", choices=("linear", "none"), default="linear",
+                   help="lr of the batch-8 runs: linear = 0.1 x 8/128 (the linear scaling rule, as "
+                        "`resnet train --lr-scaling linear`), none = 0.1 (default linear)")
+    r.add_argument("--small-batch-lr", dest="small_batch_lr", choices=("linear", "same"),
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling: same = none
     _common(r, "resnet")
     r.set_defaults(func=_run_study)
 
-    n = kinds.add_parser("ner", help="NER on GMB: random/GloVe embeddings, chars, layer norm, CRF",
+    n = kinds.add_parser("ner", formatter_class=HelpFormatter, help="NER on GMB: random/GloVe embeddings, chars, layer norm, CRF",
                          description="NER on GMB: BiLSTM with random 100-d or GloVe embeddings, characters, "
                                      "layer norm; BiLSTM-CRF.")
     n.add_argument("--data", required=True, nargs="+", metavar="FILE",
                    help="one GMB file (CSV, CSV zip or the four-column format), split 60/20/20; "
-                        "or three: train, val, test")
-    n.add_argument("--embeddings", default="glove-6b-50d",
+                        "or three: train, val, test (required; no default)")
+    n.add_argument("--embeddings", default="glove-6b-50d", metavar="{glove-6b-50d|PATH}",
                    help="pretrained vectors for the GloVe variants: glove-6b-50d (default) or a GloVe file")
     _common(n, "ner")
     n.set_defaults(func=_run_study)
 
-    rep = sub.add_parser("report", help="write report.md and report.html for study folders",
+    rep = sub.add_parser("report", formatter_class=HelpFormatter, help="write report.md and report.html for study folders",
                          description="Write report.md, a self-contained report.html and report-*.png for each "
                                      "study folder (also done at the end of each study).")
     rep.add_argument("studies", nargs="+", metavar="DIR", help="study folder(s) written by `normlab study`")
-    rep.add_argument("--out", default=None, help="write the report here instead of into the study folder "
-                                                 "(only with one study)")
+    rep.add_argument("--out", default=None, metavar="DIR",
+                     help="write the report here instead of into the study folder (only with one study; "
+                          "default: the study folder)")
     rep.set_defaults(func=_report)
 
 
@@ -83,12 +102,14 @@ def _rel(p):
 
 
 def _run_study(args) -> int:
+    from normlab.study.checks import check_study_inputs
     from normlab.study.grids import StudySettings
     from normlab.study.runner import run_study
 
     for key in ("data", "data_dir", "embeddings"):
         if getattr(args, key, None) is not None:
             setattr(args, key, _rel(getattr(args, key)))
+    rule = getattr(args, "small_batch_lr", "linear")
     budget = resolve_budget(args.kind, args.budget, args.device)
     settings = StudySettings(
         kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed,
@@ -98,8 +119,11 @@ def _run_study(args) -> int:
         extra_args=[*budget.run_args, *args.extra_args], budget=budget.name,
         sanity_seeds=args.sanity_seeds if args.sanity_seeds is not None else budget.sanity_seeds,
         data_dir=getattr(args, "data_dir", None), val_size=getattr(args, "val_size", None),
-        small_batch_lr=getattr(args, "small_batch_lr", "linear"), embeddings=getattr(args, "embeddings", None),
+        # study.json keeps the rule's original name ("same"), so that older studies resume unchanged.
+        small_batch_lr="same" if rule == "none" else rule,
+        embeddings=getattr(args, "embeddings", None),
     )
+    check_study_inputs(settings)  # once, before the first run: bad input is one line, not N failed runs
     try:
         return run_study(settings, report=args.report)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume

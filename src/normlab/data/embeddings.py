@@ -121,7 +121,14 @@ def _load_text(path: str | Path) -> tuple[list[str], np.ndarray]:
             except ValueError as e:
                 raise ValueError(f"{name}, line {lineno}: expected {dim} floats after the word, got {e}") from None
         raise
-    return words, vectors.reshape(len(words), dim)
+    vectors = vectors.reshape(len(words), dim)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():  # nan/inf would turn the first update's loss into nan
+        i = int(np.argmin(finite))
+        bad = vectors[i][~np.isfinite(vectors[i])][0]
+        raise ValueError(f"{name}, line {linenos[i]}: expected {dim} finite floats after the word, got {bad} "
+                         f"(word {words[i]!r}; {int((~finite).sum())} such line(s))")
+    return words, vectors
 
 
 def load_pretrained(spec: str | Path) -> tuple[list[str], np.ndarray]:

@@ -18,6 +18,12 @@ Either may be compressed: ``.gz``, or a ``.zip`` with a single data member
 
 Bad input is a ``ValueError`` naming the file, the line and what was expected.
 
+Tags are read as IOB2 (every entity starts with ``B-x``). An ``I-x`` that
+starts an entity (after ``O``, after another type, or first in a sentence:
+IOB1 files do this) is repaired to ``B-x``, with one warning that counts the
+repairs and names the first file and line (``IOBRepairWarning``): left as it
+is, the constrained CRF would find such a gold path all but impossible.
+
 Words are kept as written. :func:`normalize_word` gives the form used for the
 word lookup (Lample et al. 2016, §4: lower-case, every digit mapped to 0); the
 character model sees the original characters.
@@ -140,6 +146,52 @@ def _bad_tag(name: str, line: int, tag: str) -> ValueError:
 _FIELD_SEP = re.compile(r"[ \t]+")
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as the readers cut them: at "\n" only (a trailing "\r" dropped), not at U+0085 or U+2028."""
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def split_words(line: str) -> list[str]:
+    """Words as the readers cut them: at spaces and tabs only, not at U+00A0 or other Unicode spaces."""
+    line = line.strip(" \t\r")
+    return _FIELD_SEP.split(line) if line else []
+
+
+class IOBRepairWarning(UserWarning):
+    """``I-x`` tags that began an entity (IOB1) were rewritten as ``B-x`` (IOB2)."""
+
+
+class _Repairs:
+    """Counts ``I-x`` tags that start an entity (after ``O``, another type or a sentence start)
+    and rewrites them as ``B-x``: the usual IOB1 -> IOB2 conversion."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.count, self.first = name, 0, None
+        self.prev = "O"
+
+    def new_sentence(self) -> None:
+        self.prev = "O"
+
+    def __call__(self, tag: str, line: int) -> str:
+        if tag.startswith("I-") and (self.prev == "O" or self.prev[2:] != tag[2:]):
+            self.count += 1
+            if self.first is None:
+                self.first = (line, tag, self.prev)
+            tag = "B-" + tag[2:]
+        self.prev = tag
+        return tag
+
+    def warn(self) -> None:
+        if self.count:
+            import warnings
+
+            line, tag, prev = self.first
+            after = "a sentence start or O" if prev == "O" else prev
+            warnings.warn(f"warning: {self.name}, line {line}: {tag} after {after} starts an entity (IOB1); "
+                          f"repaired {self.count} such tag(s) to B-x (IOB2)", IOBRepairWarning, stacklevel=3)
+
+
 def _parse_columns(data: bytes, name: str) -> list[Sentence]:
     """The four-column format ``token POS word NER``, blank line between sentences."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -156,6 +208,7 @@ def _parse_columns(data: bytes, name: str) -> list[Sentence]:
     words: list[str] = []
     tags: list[str] = []
     good_tags: set[str] = set()
+    repair = _Repairs(name)
     # Lines end at "\n" only and fields are separated by spaces or tabs only:
     # str.splitlines() and str.split() would also cut at characters such as
     # U+0085 or U+00A0 that can be part of a word.
@@ -166,6 +219,7 @@ def _parse_columns(data: bytes, name: str) -> list[Sentence]:
             if words:
                 sentences.append(Sentence(tuple(words), tuple(tags)))
                 words, tags = [], []
+            repair.new_sentence()
             continue
         if len(fields) != 4:
             raise ValueError(
@@ -178,9 +232,10 @@ def _parse_columns(data: bytes, name: str) -> list[Sentence]:
                 raise _bad_tag(name, lineno, tag)
             good_tags.add(tag)
         words.append(fields[2])
-        tags.append(tag)
+        tags.append(repair(tag, lineno))
     if words:
         sentences.append(Sentence(tuple(words), tuple(tags)))
+    repair.warn()
     return sentences
 
 
@@ -197,6 +252,7 @@ def _parse_csv(data: bytes, name: str) -> list[Sentence]:
     words: list[str] = []
     tags: list[str] = []
     good_tags: set[str] = set()
+    repair = _Repairs(name)
     started = False
     for row in reader:
         if not row:  # blank line (e.g. at the end): no token
@@ -216,6 +272,7 @@ def _parse_csv(data: bytes, name: str) -> list[Sentence]:
             if words:
                 sentences.append(Sentence(tuple(words), tuple(tags)))
                 words, tags = [], []
+            repair.new_sentence()
             started = True
         elif not started:
             raise ValueError(
@@ -227,9 +284,10 @@ def _parse_csv(data: bytes, name: str) -> list[Sentence]:
                 raise _bad_tag(name, reader.line_num, tag)
             good_tags.add(tag)
         words.append(word)
-        tags.append(tag)
+        tags.append(repair(tag, reader.line_num))
     if words:
         sentences.append(Sentence(tuple(words), tuple(tags)))
+    repair.warn()
     return sentences
 
 

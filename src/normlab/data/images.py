@@ -430,7 +430,9 @@ def _decode_image(tree: _Tree, name: str, size: list) -> np.ndarray:
             raise
         raise ValueError(f"{tree.where(name)}: cannot decode the image ({e})") from e
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{tree.where(name)}: cannot decode the image ({type(e).__name__}: {e}); "
+        # PIL names the in-memory stream ("<_io.BytesIO object at 0x...>"); the member is named already.
+        why = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))
+        raise ValueError(f"{tree.where(name)}: cannot decode the image ({type(e).__name__}: {why}); "
                          f"expected a readable {', '.join(IMAGE_SUFFIXES)} file") from e
     if not size:
         size.extend([(arr.shape[1], arr.shape[0]), tree.where(name)])

@@ -139,7 +139,7 @@ def plan(settings: StudySettings, flags: Optional[set[str]] = None) -> tuple[lis
 
 
 def run_study(settings: StudySettings, *, report: bool = True,
-              log: Callable[[str], None] = lambda s: print(s, flush=True)) -> int:
+              log: Callable[[str], None] = lambda s: print(s, flush=True), estimate: bool = True) -> int:
     """Run every unfinished run of the study, then write its report.
 
     Returns 0 when every run of the grid has finished (diverged runs count as
@@ -156,12 +156,12 @@ def run_study(settings: StudySettings, *, report: bool = True,
         raise ValueError(f"{out}: another study (or a run it started) is still running there; "
                          f"wait for it or stop it first") from None
     try:
-        return _run_locked(settings, out, lock_fd, report, log)
+        return _run_locked(settings, out, lock_fd, report, log, estimate)
     finally:
         os.close(lock_fd)
 
 
-def _run_locked(settings, out, lock_fd, report, log) -> int:
+def _run_locked(settings, out, lock_fd, report, log, estimate=True) -> int:
     saved = _check_settings(out, settings)
     flags = available_flags(settings.kind)
     tasks, left_out = plan(settings, flags)
@@ -191,7 +191,16 @@ def _run_locked(settings, out, lock_fd, report, log) -> int:
     for name, why in left_out.items():
         log(f"study: leaving out {name}: {why}")
 
-    failed = _run_tasks(tasks, settings, out, lock_fd, log)
+    progress = None
+    if tasks and estimate:
+        from normlab.study.estimate import Progress, estimate_study, hms
+
+        log(f"study: timing a few training steps of each kind of run to estimate the wall time ...")
+        est = estimate_study(settings, tasks, threads=max(1, _cpu_count() // min(settings.jobs, len(tasks))))
+        log(f"study: {len(tasks)} run(s) to do, {settings.jobs} at a time: estimated wall time {hms(est.total)} "
+            f"(eager-mode timing of a few steps; compiling, early stopping and other load change it)")
+        progress = Progress(est)
+    failed = _run_tasks(tasks, settings, out, lock_fd, log, progress)
     if report:
         from normlab.study.report import write_report
 
@@ -204,7 +213,8 @@ def _run_locked(settings, out, lock_fd, report, log) -> int:
     return 0
 
 
-def _run_tasks(tasks: list[Task], settings: StudySettings, out: Path, lock_fd: int, log) -> list[str]:
+def _run_tasks(tasks: list[Task], settings: StudySettings, out: Path, lock_fd: int, log,
+               progress=None) -> list[str]:
     if not tasks:
         log("study: every run has finished already")
         return []
@@ -255,7 +265,8 @@ def _run_tasks(tasks: list[Task], settings: StudySettings, out: Path, lock_fd: i
                                             "returncode": rc, "seconds": round(seconds, 3), "state": state})
                 if rc == 0 and state == "finished":
                     status = read_json(t.dir / SUMMARY).get("status", "finished")
-                    log(f"study: {t.name} {status} in {seconds:.0f}s")
+                    left = f"; {progress.finished(t.name, seconds)}" if progress is not None else ""
+                    log(f"study: {t.name} {status} in {seconds:.0f}s{left}")
                 else:
                     failed.append(t.name)
                     tail = _tail(out / "logs" / f"{t.name}.log")

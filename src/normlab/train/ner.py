@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from normlab.config import dataclass_from_dict
+from normlab.config import dataclass_from_dict, flag
 from normlab.data.gmb import Sentence, Vocab, build_vocabs, load_splits, normalize_word
 from normlab.models.tagger import BiLSTMTagger, TaggerBatch
 from normlab.train import rundir
@@ -69,7 +69,7 @@ class NERConfig:
     char_hidden: int = 25
     dropout: float = 0.5
     epochs: int = 50  # an upper bound: "train till learning saturates" is early stopping's job
-    patience: int = 5  # epochs without a new best validation entity F1 before stopping
+    patience: int = 5  # epochs without a new best validation entity F1 before stopping; 0: never stop early
     batch_size: int = 128
     optimizer: Literal["sgd"] = "sgd"
     lr: float = 0.01
@@ -86,7 +86,8 @@ class NERConfig:
     train_eval_size: int = 2000  # training sentences (fixed seeded subsample) evaluated during training
     eval_batch_size: int = 512
     bucket: bool = True  # batches of similar lengths (less padding; still shuffled)
-    limit_train: Optional[int] = None  # use only the first N training sentences (already shuffled)
+    # use only N training sentences, drawn at random with split_seed (the same N for every seed)
+    limit_train: Optional[int] = None
     limit_eval: Optional[int] = None  # use only the first N val and N test sentences (quick looks, tests)
     split_seed: int = 0  # the 60/20/20 split: the same for every run of a study, whatever ``seed``
     seed: int = 0
@@ -94,13 +95,16 @@ class NERConfig:
     resume: bool = False
 
     def _validate(self) -> None:
+        """Refuse bad settings by the flag that sets them (``--lr-decay``), nan and inf included."""
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
         self.data = [str(p) for p in self.data]
         if len(self.data) not in (1, 3):
-            raise ValueError(f"expected data to be 1 GMB file or 3 (train, val, test), got {len(self.data)}: {self.data}")
+            raise ValueError(f"expected --data to be 1 GMB file or 3 (train, val, test), got {len(self.data)}: {self.data}")
         for p in self.data:
             file = p.rsplit(".zip:", 1)[0] + ".zip" if ".zip:" in p and not Path(p).exists() else p
+            if Path(file).is_dir():
+                raise ValueError(f"--data {p}: expected a GMB data file, got a folder")
             if not Path(file).is_file():
                 raise FileNotFoundError(f"expected a GMB data file, got {p!r}: no such file")
         hints = get_type_hints(type(self))
@@ -110,32 +114,43 @@ class NERConfig:
             allowed = get_args(hint)
             if getattr(self, name) not in allowed:
                 raise ValueError(f"expected {name} in {allowed}, got {getattr(self, name)!r}")
-        positive = ["word_dim", "hidden", "char_dim", "char_hidden", "epochs", "batch_size", "train_eval_size",
-                    "eval_batch_size", "patience"]
-        for name in positive:
+
+        def integer(name: str, low: int, allow_none: bool = False, why: str = "") -> None:
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"expected {name} to be an integer >= 1, got {v!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"expected eval_every to be an integer >= 0 (0: once per epoch), got {self.eval_every!r}")
-        for name in ("limit_train", "limit_eval"):
+            if v is None and allow_none:
+                return
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"expected {flag(name)} to be an integer >= {low}{why}, got {v!r}")
+
+        def number(name: str, low: float, high: float = math.inf, strict_low: bool = False,
+                   strict_high: bool = True) -> None:
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"expected {name} to be None or an integer >= 1, got {v!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"expected dropout in [0, 1), got {self.dropout!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"expected lr > 0, got {self.lr!r}")
-        if not 0.0 <= self.unk_replace <= 1.0:
-            raise ValueError(f"expected unk_replace in [0, 1], got {self.unk_replace!r}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"expected momentum in [0, 1), got {self.momentum!r}")
-        if self.lr_decay < 0:
-            raise ValueError(f"expected lr_decay >= 0, got {self.lr_decay!r}")
-        if not self.clip > 0:
-            raise ValueError(f"expected clip > 0 (a gradient norm), got {self.clip!r}")
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v > low if strict_low else v >= low) and (v < high if strict_high else v <= high)
+            if not ok:
+                where = (f"in {'(' if strict_low else '['}{low:g}, {high:g}{')' if strict_high else ']'}"
+                         if math.isfinite(high) else f"{'>' if strict_low else '>='} {low:g}")
+                raise ValueError(f"expected {flag(name)} to be a finite number {where}, got {v!r}")
+
+        for name in ("word_dim", "hidden", "char_dim", "char_hidden", "epochs", "batch_size", "train_eval_size",
+                     "eval_batch_size"):
+            integer(name, 1)
+        integer("patience", 0, why=" (0: never stop early)")
+        integer("eval_every", 0, why=" (0: once per epoch)")
+        integer("limit_train", 1, allow_none=True)
+        integer("limit_eval", 1, allow_none=True)
+        integer("split_seed", 0)
+        integer("seed", 0)
+        number("dropout", 0.0, 1.0)
+        number("lr", 0.0, strict_low=True)
+        number("momentum", 0.0, 1.0)
+        number("unk_replace", 0.0, 1.0, strict_high=False)
+        number("lr_decay", 0.0)
+        number("clip", 0.0, strict_low=True)
         if self.embeddings is not None and not str(self.embeddings):
-            raise ValueError("expected embeddings to be None, 'glove-6b-50d' or a path, got ''")
+            raise ValueError("expected --embeddings to be 'glove-6b-50d' or a path, got ''")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"expected --device to be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "NERConfig":
@@ -383,14 +398,14 @@ def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = rund
     meta = rundir.read_json(vocab_path)
     if not isinstance(meta, dict) or meta.get("kind") != "ner" or "model" not in meta:
         raise ValueError(f"{vocab_path}: expected a normlab NER vocabulary file, got something else")
-    vocabs = {k: Vocab.from_json(meta[k]) for k in ("words", "chars", "tags")}
-    dev = rundir.select_device(device)
-    model = BiLSTMTagger(**meta["model"])
-    state = rundir.load_checkpoint(ckpt_path, map_location=dev)
     try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f"{ckpt_path}: weights do not fit the model of {vocab_path} ({e})") from e
+        vocabs = {k: Vocab.from_json(meta.get(k)) for k in ("words", "chars", "tags")}
+        model = BiLSTMTagger(**meta["model"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{vocab_path}: expected a normlab NER vocabulary file, got a damaged one ({e})") from None
+    dev = rundir.select_device(device)
+    state = rundir.load_checkpoint(ckpt_path, map_location=dev)
+    rundir.load_weights(model, state, ckpt_path, str(vocab_path))
     model.to(dev).eval()
     return TaggerBundle(model, vocabs, dev)
 
@@ -464,6 +479,21 @@ def plot_ner_curves(path: Path, records: Sequence[dict], title: Optional[str] = 
     rundir.atomic_savefig(fig, path, dpi=110)
 
 
+def limit_sentences(sentences: list, n: Optional[int], seed: int, shuffled: bool) -> list:
+    """``--limit-train``: N training sentences drawn at random with ``seed`` (the split seed).
+
+    The split of a single file is already a seeded shuffle, so its first N are
+    such a draw; a training file given as is gets shuffled with ``seed`` first.
+    Either way the subset is the same for every training ``seed``.
+    """
+    if not n:
+        return sentences
+    if shuffled:
+        return sentences[:n]
+    pick = np.sort(np.random.default_rng(seed).permutation(len(sentences))[:n])
+    return [sentences[i] for i in pick]
+
+
 def _describe(cfg: NERConfig) -> str:
     emb = cfg.embeddings or "random"
     parts = ["BiLSTM", "+LN" if cfg.layer_norm else "", "-CRF" if cfg.crf else "", f", {emb}", ", char" if cfg.char else ""]
@@ -483,10 +513,14 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
     out = Path(cfg.out)
     config_dict = asdict(cfg)
     resuming = rundir.prepare_run_dir(out, config_dict, cfg.resume)
-    log_file = open(out / LOG, "a")
+    log_file = None  # opened with the first line, so bad input found before it leaves no folder behind
 
     def log(msg: str) -> None:
+        nonlocal log_file
         (tqdm.write if progress else print)(msg)
+        if log_file is None:
+            out.mkdir(parents=True, exist_ok=True)
+            log_file = open(out / LOG, "a")
         log_file.write(msg + "\n")
         log_file.flush()
 
@@ -495,7 +529,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
         splits = load_splits(cfg.data, seed=cfg.split_seed)
         vocabs_tags_from = splits["val"] + splits["test"]  # the label set, before any limit
         sizes_before_limit = {k: len(v) for k, v in splits.items()}
-        splits["train"] = splits["train"][: cfg.limit_train] if cfg.limit_train else splits["train"]
+        splits["train"] = limit_sentences(splits["train"], cfg.limit_train, cfg.split_seed, shuffled=len(cfg.data) == 1)
         for k in ("val", "test"):
             splits[k] = splits[k][: cfg.limit_eval] if cfg.limit_eval else splits[k]
         train_s = splits["train"]
@@ -549,7 +583,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
               "seconds": 0.0, "stopped": None, "message": ""}
         if resuming:
             ck = rundir.load_checkpoint(out / rundir.LAST, map_location=device)
-            model.load_state_dict(ck["model"])
+            rundir.load_weights(model, ck, out / rundir.LAST, str(out / rundir.CONFIG))
             opt.load_state_dict(ck["optimizer"])
             st.update(ck["state"])
             rundir.restore_rng_state(ck["rng"])
@@ -605,7 +639,9 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                 if not torch.isfinite(loss.detach()):
                     st["stopped"] = "diverged"
                     st["message"] = (f"diverged: non-finite training loss ({loss.detach().item()}) at update {st['step'] + 1}, "
-                                     f"epoch {epoch + 1}; the best checkpoint is kept")
+                                     f"epoch {epoch + 1}; " + (f"the best checkpoint (update {st['best_step']}) is kept"
+                                                               if st["best_step"] is not None else
+                                                               "no checkpoint was written, so the summary metrics are null"))
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -630,7 +666,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
             st.update(epoch=epoch + 1, batch_in_epoch=0)
             st["bad_epochs"] = 0 if st["improved_this_epoch"] else st["bad_epochs"] + 1
             st["improved_this_epoch"] = False
-            if st["bad_epochs"] >= cfg.patience and st["epoch"] < cfg.epochs:
+            if cfg.patience and st["bad_epochs"] >= cfg.patience and st["epoch"] < cfg.epochs:
                 st["stopped"] = "early_stopped"
                 st["message"] = (f"early stopped after epoch {st['epoch']}: no better validation entity F1 for "
                                  f"{st['bad_epochs']} epochs (best {st['best_score']:.4f} at update {st['best_step']})")
@@ -647,7 +683,8 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
             plot_ner_curves(out / CURVES, records, title=_describe(cfg))
         metrics = None
         if (out / rundir.BEST).exists():
-            model.load_state_dict(rundir.load_checkpoint(out / rundir.BEST, map_location=device)["model"])
+            rundir.load_weights(model, rundir.load_checkpoint(out / rundir.BEST, map_location=device),
+                                out / rundir.BEST, str(out / rundir.CONFIG))
             metrics = {split: evaluate(model, enc[split], tag_names, batch_size=cfg.eval_batch_size, device=device)
                        for split in ("train", "val", "test")}
             log("best checkpoint: " + "; ".join(
@@ -664,4 +701,5 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
         rundir.atomic_write_json(out / rundir.SUMMARY, summary)
         return summary
     finally:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.config import dataclass_from_dict
+from normlab.config import flag as option
 from normlab.train import rundir
 from normlab.train.metrics import classification_metrics
 from normlab.train.plots import plot_error_curves, plot_quantiles
@@ -124,34 +125,34 @@ class ResNetConfig:
             if v is None and allow_none:
                 return
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ValueError(f"expected {name} to be an integer >= {low}, got {v!r}")
+                raise ValueError(f"expected {option(name)} to be an integer >= {low}, got {v!r}")
 
         def number(name: str, low: float, strict: bool) -> None:
             v = getattr(self, name)
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             if not ok or (v <= low if strict else v < low):
-                raise ValueError(f"expected {name} to be a finite number {'>' if strict else '>='} {low}, got {v!r}")
+                raise ValueError(f"expected {option(name)} to be a finite number {'>' if strict else '>='} {low}, got {v!r}")
 
         def choice(name: str, options) -> None:
             v = getattr(self, name)
             if v not in options:
-                raise ValueError(f"expected {name} to be one of {', '.join(map(str, options))}, got {v!r}")
+                raise ValueError(f"expected {option(name)} to be one of {', '.join(map(str, options))}, got {v!r}")
 
         def flag(name: str) -> None:
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"expected {name} to be True or False, got {getattr(self, name)!r}")
+                raise ValueError(f"expected {option(name)} to be True or False, got {getattr(self, name)!r}")
 
         integer("n", 1)
         choice("norm", NORM_NAMES)
         integer("gn_groups", 1, allow_none=True)
         if self.norm == "gn" and self.gn_groups is not None and 16 % self.gn_groups:
-            raise ValueError(f"expected gn_groups to divide the 16, 32 and 64 channels of the network "
+            raise ValueError(f"expected --gn-groups to divide the 16, 32 and 64 channels of the network "
                              f"(1, 2, 4, 8 or 16), got {self.gn_groups}")
         choice("shortcut", get_args(ShortcutKind))
         if not isinstance(self.data, str) or not self.data:
-            raise ValueError(f"expected data to be 'cifar10' or a path, got {self.data!r}")
+            raise ValueError(f"expected --data to be 'cifar10' or a path, got {self.data!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise ValueError(f"expected data_dir to be a path string or None, got {self.data_dir!r}")
+            raise ValueError(f"expected --data-dir to be a path string or None, got {self.data_dir!r}")
         integer("val_size", 1)
         integer("split_seed", 0)
         integer("limit_train", 1, allow_none=True)
@@ -161,7 +162,7 @@ class ResNetConfig:
         choice("lr_scaling", get_args(LrScaling))
         number("momentum", 0.0, strict=False)
         if self.momentum >= 1:
-            raise ValueError(f"expected momentum to be in [0, 1), got {self.momentum!r}")
+            raise ValueError(f"expected --momentum to be in [0, 1), got {self.momentum!r}")
         number("weight_decay", 0.0, strict=False)
         choice("schedule", get_args(Schedule))
         number("warmup_epochs", 0.0, strict=False)
@@ -169,19 +170,19 @@ class ResNetConfig:
         if self.label_smoothing >= 1:
             raise ValueError(f"expected label_smoothing in [0, 1), got {self.label_smoothing!r}")
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"expected warmup_epochs below epochs ({self.epochs}), got {self.warmup_epochs!r}")
+            raise ValueError(f"expected --warmup-epochs below --epochs ({self.epochs}), got {self.warmup_epochs!r}")
         integer("patience", 0)
         number("bin_gate_lr_mult", 0.0, strict=True)
         integer("seed", 0)
         if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"expected device to be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+            raise ValueError(f"expected --device to be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         choice("compile", get_args(CompileMode))
         if self.channels_last is not None:
             flag("channels_last")
         flag("bf16")
         integer("eval_batch_size", 1)
         if not isinstance(self.out, (str, Path)) or not str(self.out):
-            raise ValueError(f"expected out to be a folder path, got {self.out!r}")
+            raise ValueError(f"expected --out to be a folder path, got {self.out!r}")
         flag("resume")
 
     @property
@@ -405,12 +406,12 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     ds = load_images(cfg.data, cfg.data_dir, download=True)
     num_all = len(ds.train_y)
     if cfg.val_size >= num_all:
-        raise ValueError(f"expected val_size below the {num_all} training images, got {cfg.val_size}")
+        raise ValueError(f"expected --val-size below the {num_all} training images, got {cfg.val_size}")
     train_idx, val_idx = train_val_split(num_all, val_size=cfg.val_size, seed=cfg.split_seed)
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     if cfg.limit_train is not None:
         if cfg.limit_train > len(train_idx):
-            raise ValueError(f"expected limit_train at most the {len(train_idx)} non-validation training images, "
+            raise ValueError(f"expected --limit-train at most the {len(train_idx)} non-validation training images, "
                              f"got {cfg.limit_train}")
         pick = np.random.default_rng(cfg.split_seed).permutation(len(train_idx))[: cfg.limit_train]
         train_idx = np.sort(train_idx[pick])
@@ -421,7 +422,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     va_x, va_y = _take(ds.train_x, val_idx), _take(ds.train_y, val_idx)
     num_classes, in_channels = len(ds.classes), int(tr_x.shape[1])
     if cfg.batch_size > len(tr_y):
-        raise ValueError(f"expected batch_size at most the {len(tr_y)} training images, got {cfg.batch_size}")
+        raise ValueError(f"expected --batch-size at most the {len(tr_y)} training images, got {cfg.batch_size}")
     tr_x, tr_y, va_x, va_y = (t.to(device) for t in (tr_x, tr_y, va_x, va_y))
     # A short last batch (down to a single image) would give BN noisy statistics and an odd-sized
     # step; with reshuffling every epoch, dropping it still shows every image equally often.
@@ -446,7 +447,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     state = {"epoch": 0, "step": 0, "best_val_accuracy": None, "best_epoch": None, "bad_epochs": 0}
     if resuming:
         ckpt = rundir.load_checkpoint(out / rundir.LAST, map_location=device)
-        model.load_state_dict(ckpt["model"])
+        rundir.load_weights(model, ckpt, out / rundir.LAST, f"{out / rundir.CONFIG}")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         try:
@@ -568,7 +569,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     metrics = None
     if (out / rundir.BEST).exists() and state["best_epoch"] is not None:
         best = rundir.load_checkpoint(out / rundir.BEST, map_location=device)
-        model.load_state_dict(best["model"])
+        rundir.load_weights(model, best, out / rundir.BEST, f"{out / rundir.CONFIG}")
         te_x, te_y = _as_tensor(ds.test_x).to(device), _as_tensor(ds.test_y).to(device)
         metrics = {}
         for split, (x, y) in {"train": (tr_x, tr_y), "val": (va_x, va_y), "test": (te_x, te_y)}.items():

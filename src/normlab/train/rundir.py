@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -78,14 +79,67 @@ def atomic_savefig(fig, path: Path, **kw) -> None:
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint without running code from it (``weights_only=True``)."""
+    """Load a checkpoint without running code from it (``weights_only=True``).
+
+    A file that is not one refuses with one line: what the file is, why it was
+    refused (loading it would run code, or it is not a readable checkpoint),
+    and what to do.
+    """
+    import pickle
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, forbidden globals
-        raise ValueError(f"{path}: not a valid normlab checkpoint ({type(e).__name__}: {e})") from e
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a global: the file would run code
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e)) or re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" (it calls {found.group(1)})" if found else ""
+        raise ValueError(f"{path}: refused: not a valid normlab checkpoint, loading it would run code{what}; "
+                         f"it was not written by normlab or was tampered with: replace it with one from a "
+                         f"normlab run") from None
+    except Exception as e:  # truncated files, foreign zip archives, other formats
+        first = _first_sentence(e)
+        raise ValueError(f"{path}: refused: not a valid normlab checkpoint (a corrupt, truncated or foreign "
+                         f"file: {first}); replace it with one from a normlab run") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: refused: not a normlab checkpoint (expected a dict of weights and state, got "
+                         f"{type(ckpt).__name__}); replace it with one from a normlab run")
+    return ckpt
+
+
+def _first_sentence(e: BaseException) -> str:
+    """The first sentence of an exception's text, for a one-line message."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return re.split(r"(?<=[.;])\s", text)[0][:200]
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict, path: Path, against: str = "the run's settings") -> None:
+    """``model.load_state_dict(ckpt["model"])``, or one line saying how the weights do not match."""
+    state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: refused: not a normlab checkpoint (no model weights; keys "
+                         f"{', '.join(map(str, list(ckpt)[:6])) or 'none'}); replace it with one from a normlab run")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and torch.is_tensor(state[k]) and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if shapes:
+        problems.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
+    if problems:
+        raise ValueError(f"{path}: refused: its weights do not match the model of {against} "
+                         f"({'; '.join(problems)}); it belongs to another run or model")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as e:
+        first = _first_sentence(e)
+        raise ValueError(f"{path}: refused: its weights do not match the model of {against} ({first})") from None
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -264,31 +318,76 @@ def file_fingerprint(path: str | Path) -> dict:
     return {"path": str(path), "bytes": p.stat().st_size, "sha256": h.hexdigest()}
 
 
-def prepare_run_dir(out: Path, config: dict, resume: bool) -> bool:
-    """Create ``out`` for a new run, or check it for ``--resume``.
-
-    Returns True when a ``last.pt`` exists and the run should resume from it.
-    A new run refuses a folder that already holds a run (no silent overwrite);
-    a resumed run refuses a config that differs from the saved one in any key
-    but those that do not change the result (``RESUME_FREE_KEYS``).
-    """
+def check_out_dir(out: Path, option: str = "--out") -> None:
+    """Refuse an ``out`` that cannot become a folder we write to: an existing file, a path under a
+    file, a folder we may not write to. Creates nothing."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out}: expected a folder (new or holding a run), got an existing file")
+    probe = out
+    while not probe.exists():  # the nearest existing ancestor is where the folder would be made
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ValueError(f"{option} {out}: cannot create the folder: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {out}: cannot write there: {probe} is not writable")
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether a run directory holds something worth protecting: a checkpoint or a summary."""
+    return any((Path(out) / n).exists() for n in (LAST, BEST, SUMMARY))
+
+
+def prepare_run_dir(out: Path, config: dict, resume: bool,
+                    note: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> bool:
+    """Check ``out`` for a new run or for ``--resume``; returns True when the run resumes from ``last.pt``.
+
+    Creates nothing: the run creates the folder with its first file, so bad
+    input found later (a missing data file) leaves nothing behind.
+
+    - A folder holding a checkpoint (``last.pt``, ``best.pt``) or a summary is
+      a run to protect: a new run refuses it; ``--resume`` continues it, and
+      refuses a config that differs from the saved one in any key but those
+      that do not change the result (``RESUME_FREE_KEYS``), naming the flags.
+    - A folder with a ``config.json`` but no checkpoint is a run interrupted
+      before its first checkpoint (e.g. during the first epoch): there is
+      nothing to resume or protect, so the run starts afresh, with or without
+      ``--resume`` and with any settings, and ``note`` says so.
+    """
+    from normlab.config import flag
+
+    out = Path(out)
+    check_out_dir(out)
     cfg_path = out / CONFIG
-    if resume:
+    if resume and not cfg_path.exists():
+        raise ValueError(f"--resume: {out} holds no {CONFIG}; start the run without --resume")
+    if has_checkpoint(out):
+        if not resume:
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         if not cfg_path.exists():
-            raise ValueError(f"--resume: {out} holds no {CONFIG}; start the run without --resume")
-        saved = read_json(cfg_path).get("config", {})
+            raise ValueError(f"--resume: {out} holds checkpoints but no {CONFIG}; choose another --out")
+        saved = read_json(cfg_path)
+        saved = saved.get("config", {}) if isinstance(saved, dict) else {}
         diffs = sorted(k for k in set(saved) | set(config)
                        if k not in RESUME_FREE_KEYS and saved.get(k) != to_jsonable(config.get(k)))
         if diffs:
-            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {to_jsonable(config.get(k))!r}" for k in diffs)
-            raise ValueError(f"--resume: settings differ from {cfg_path}: {detail}")
-        return (out / LAST).exists()
-    if out.exists() and any((out / n).exists() for n in (CONFIG, LAST, SUMMARY)):
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+            detail = ", ".join(f"{flag(k)}: saved {saved.get(k)!r}, now {to_jsonable(config.get(k))!r}"
+                               for k in diffs)
+            free = ", ".join(sorted(flag(k) for k in RESUME_FREE_KEYS - {"resume", "out"} if k in config or k in saved))
+            raise ValueError(f"--resume: settings differ from {cfg_path}: {detail}; only {free} may change "
+                             f"on resume (rerun with the saved values or choose another --out)")
+        if not (out / LAST).exists():
+            raise ValueError(f"--resume: {out} holds no {LAST} to continue from (only "
+                             f"{', '.join(n for n in (BEST, SUMMARY) if (out / n).exists())}); "
+                             f"choose another --out")
+        return True
+    if cfg_path.exists():
+        note(f"note: {out} holds no checkpoint (a run interrupted before its first one); starting it afresh")
     return False
 
 
-# Settings that may change between an interrupted run and its resumption.
-RESUME_FREE_KEYS = frozenset({"resume", "device", "progress", "num_workers", "out"})
+# Settings that may change between an interrupted run and its resumption: they do not
+# change the result (where it runs, whether it is compiled, progress display, threads).
+RESUME_FREE_KEYS = frozenset({"resume", "device", "compile", "progress", "num_workers", "threads", "out"})

@@ -1,0 +1,222 @@
+"""How long a study will take, from a quick timing of a few training steps, and how long is left.
+
+Before a study starts, ``estimate_study`` times a few training steps of each distinct kind of
+run in the grid (a ResNet per norm and batch size, a tagger per head/char/layer-norm setting)
+on random data of the real shapes, in eager mode, with the CPU threads each run will get, and
+scales them by the run's steps (epochs x steps per epoch, plus the validation passes). It is
+an estimate: compiling, the data pipeline and early stopping are not timed, and a machine
+shared with other work runs slower. While a study runs, ``Progress`` rescales the estimate
+of the runs left by how the finished runs compared with theirs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from normlab.study.grids import NER_FULL_EPOCHS, StudySettings, Variant
+
+# The real sizes the grid trains on, when no --limit-train / --val-size says otherwise.
+CIFAR_TRAIN, CIFAR_VAL = 40000, 10000
+GMB_SENTENCES, GMB_TRAIN_SHARE, GMB_MEAN_LENGTH = 47959, 0.6, 22
+# Without an epoch cap a NER run stops early; this many epochs is what the estimate assumes.
+NER_EXPECTED_EPOCHS = 15
+
+
+@dataclass
+class Estimate:
+    """Seconds per run (by run name ``variant-seedS``), and the study's wall time with ``jobs`` at once."""
+
+    per_run: dict[str, float] = field(default_factory=dict)
+    jobs: int = 1
+
+    @property
+    def total(self) -> float:
+        return wall_time(list(self.per_run.values()), self.jobs)
+
+
+def wall_time(seconds: list[float], jobs: int) -> float:
+    """Wall time of runs of these lengths on ``jobs`` slots, longest first (greedy)."""
+    slots = [0.0] * max(1, jobs)
+    for s in sorted(seconds, reverse=True):
+        slots[slots.index(min(slots))] += s
+    return max(slots)
+
+
+def _time_steps(step: Callable[[], None], warmup: int = 2, steps: int = 3) -> float:
+    """Median seconds of one call of ``step`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def resnet_step_seconds(norm: str, batch_size: int) -> tuple[float, float]:
+    """(training step, evaluation of 256 images) seconds of ResNet-14 with ``norm``, eager, NCHW."""
+    import torch
+    import torch.nn.functional as F
+
+    from normlab.models.resnet import ResNet
+    from normlab.norms import DEFAULT_GN_GROUPS
+
+    torch.manual_seed(0)
+    model = ResNet(2, 10, norm=norm, norm_kwargs={"num_groups": DEFAULT_GN_GROUPS} if norm == "gn" else {})
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
+
+    def train_step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    train = _time_steps(train_step)
+    model.eval()
+    xe = torch.randn(256, 3, 32, 32)
+
+    def eval_step():
+        with torch.no_grad():
+            model(xe)
+
+    return train, _time_steps(eval_step, warmup=1, steps=3)
+
+
+def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_MEAN_LENGTH) -> tuple[float, float]:
+    """(training step, evaluation of one batch) seconds of the tagger ``settings`` describe."""
+    import torch
+
+    from normlab.models.tagger import BiLSTMTagger, TaggerBatch
+
+    tags = ["O"] + [f"{p}-{t}" for t in ("geo", "gpe", "per", "org", "tim", "art", "nat", "eve") for p in "BI"]
+    torch.manual_seed(0)
+    char = bool(settings.get("char"))
+    dim = 50 if settings.get("embeddings") == "glove" else int(settings.get("word_dim", 100))
+    model = BiLSTMTagger(num_words=30000, num_tags=len(tags), num_chars=100 if char else 0, word_dim=dim,
+                         hidden=100, char_dim=25, char_hidden=25, dropout=0.5,
+                         layer_norm=bool(settings.get("layer_norm")), crf=bool(settings.get("crf")),
+                         tag_names=tags)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    lengths = torch.randint(max(1, length // 2), length * 3 // 2 + 1, (batch_size,))
+    T = int(lengths.max())
+    mask = torch.arange(T)[None, :] < lengths[:, None]
+    batch = TaggerBatch(words=torch.randint(2, 30000, (batch_size, T)), mask=mask,
+                        chars=torch.randint(1, 100, (batch_size, T, 8)) if char else None,
+                        tags=torch.randint(0, len(tags), (batch_size, T)))
+
+    def train_step():
+        loss = model.loss(batch, reduction="sum")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    train = _time_steps(train_step)
+    model.eval()
+
+    def eval_step():
+        with torch.no_grad():
+            model.decode(model.emissions(batch), batch.mask)
+
+    return train, _time_steps(eval_step, warmup=1, steps=3)
+
+
+def _extra(settings: StudySettings, flag: str) -> Optional[str]:
+    """The value of ``flag`` among the study's --run-arg / budget arguments, if given."""
+    args = list(settings.extra_args)
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def run_seconds(settings: StudySettings, variant: Variant, timer=None) -> float:
+    """Estimated seconds of one run of ``variant`` (``timer`` as ``resnet_step_seconds`` /
+    ``ner_step_seconds``, injectable for tests)."""
+    s = variant.settings
+    if settings.kind == "resnet":
+        timer = timer or resnet_step_seconds
+        train_step, eval_256 = timer(s["norm"], s["batch_size"])
+        n_train = settings.limit_train or CIFAR_TRAIN
+        n_val = settings.val_size or CIFAR_VAL
+        epochs = settings.epochs or 100
+        per_epoch = (n_train // s["batch_size"]) * train_step + math.ceil(n_val / 256) * eval_256
+        # the summary evaluates train, val and test once with the best checkpoint
+        final = math.ceil((n_train + n_val + 10000) / 256) * eval_256
+        return epochs * per_epoch + final
+    timer = timer or ner_step_seconds
+    train_step, eval_batch = timer(s)
+    n_train = settings.limit_train or int(GMB_SENTENCES * GMB_TRAIN_SHARE)
+    n_val = int(GMB_SENTENCES * (1 - GMB_TRAIN_SHARE) / 2)
+    cap = settings.epochs or NER_FULL_EPOCHS
+    epochs = min(cap, NER_EXPECTED_EPOCHS)
+    updates = math.ceil(n_train / 128)
+    every = int(_extra(settings, "--eval-every") or 100)
+    evals_per_epoch = (updates // every if every else 0) + 1
+    per_eval = math.ceil((n_val + 2000) / 128) * eval_batch
+    final = math.ceil((n_train + 2 * n_val) / 128) * eval_batch
+    return epochs * (updates * train_step + evals_per_epoch * per_eval) + final
+
+
+def estimate_study(settings: StudySettings, tasks, threads: int, timer=None) -> Estimate:
+    """Seconds of each of ``tasks`` (the runner's unfinished runs), timed with ``threads`` threads.
+
+    Each distinct kind of run is timed once (a few steps) and the timing reused.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        cache: dict[tuple, float] = {}
+        est = Estimate(jobs=settings.jobs)
+        for t in tasks:
+            key = tuple(sorted((k, str(v)) for k, v in t.variant.settings.items()))
+            if key not in cache:
+                cache[key] = run_seconds(settings, t.variant, timer)
+            est.per_run[t.name] = cache[key]
+        return est
+    finally:
+        torch.set_num_threads(old)
+
+
+def hms(seconds: float) -> str:
+    """``1 h 05 min`` / ``12 min`` / ``40 s``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = int(round(seconds / 60))
+    if minutes < 60 and seconds < 3570:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class Progress:
+    """The estimate, corrected as runs finish: a line per finished run with the time left."""
+
+    def __init__(self, estimate: Estimate) -> None:
+        self.estimate = estimate
+        self.done: dict[str, float] = {}  # run -> actual seconds
+
+    def ratio(self) -> float:
+        """Actual over estimated seconds of the finished runs (1 before any has finished)."""
+        est = sum(self.estimate.per_run.get(n, 0.0) for n in self.done)
+        return sum(self.done.values()) / est if est > 0 and self.done else 1.0
+
+    def left(self) -> float:
+        rest = [s for n, s in self.estimate.per_run.items() if n not in self.done]
+        return wall_time(rest, self.estimate.jobs) * self.ratio()
+
+    def finished(self, name: str, seconds: float) -> str:
+        self.done[name] = seconds
+        n, total = len(self.done), len(self.estimate.per_run)
+        if n >= total:
+            return f"{n} of {total} runs done"
+        return f"{n} of {total} runs done, about {hms(self.left())} left"

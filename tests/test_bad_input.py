@@ -1,0 +1,571 @@
+"""Every kind of bad input is one clear line, exit status 2, and changes nothing on disk (issue 9).
+
+Each row of ``CASES`` builds the bad input in a fresh folder and gives the
+command line; the test runs ``normlab`` in-process and checks that
+
+* the exit status is 2,
+* the error is one line (``normlab: error: ...``, or argparse's
+  ``normlab ...: error: argument --flag: ...`` after its usage lines) that
+  matches the row's pattern (file and line where there is one),
+* the folder is byte for byte as before: no run directory, no temp file,
+  no half-written output, no touched input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from normlab.cli import main
+
+from test_data_images import make_image_folder, make_official_folder
+from test_train_ner import synthetic_sentences, write_four_column
+
+
+class _RunsCommand:
+    """Loaded with plain pickle, this would run a shell command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    """Good inputs shared by the cases (outside each case's folder): GMB files, images, a trained tagger."""
+    root = tmp_path_factory.mktemp("good")
+    gmb = [write_four_column(root / f"{n}.txt", synthetic_sentences(k, s))
+           for n, k, s in (("train", 32, 0), ("val", 8, 1), ("test", 8, 2))]
+    imgs = root / "imgs"
+    make_image_folder(imgs)
+    run = root / "nerrun"
+    assert main(["ner", "train", "--data", *gmb, "--epochs", "1", "--batch-size", "16", "--eval-every", "0",
+                 "--train-eval-size", "8", "--device", "cpu", "--no-progress", "--out", str(run)]) == 0
+    return {"gmb": gmb, "imgs": str(imgs), "run": run}
+
+
+CASES: list[tuple[str, object, str]] = []
+
+
+def case(pattern: str):
+    """Register ``fn(t, fx) -> argv`` (or ``(argv, stdin_bytes)``) whose error must match ``pattern``."""
+    def add(fn):
+        CASES.append((fn.__name__, fn, pattern))
+        return fn
+    return add
+
+
+def _ner(t, fx, *more, data=None):
+    return ["ner", "train", "--data", *(data or fx["gmb"]), "--no-progress", "--device", "cpu",
+            "--out", str(t / "run"), *more]
+
+
+def _write(path: Path, data) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(data, bytes) else path.write_text)(data)
+    return str(path)
+
+
+def _copy_run(t, fx) -> Path:
+    d = t / "model"
+    shutil.copytree(fx["run"], d)
+    return d
+
+
+# --------------------------------------------------------------------------- ner train: data files
+
+@case(r"expected a GMB data file, got '.*missing\.txt': no such file")
+def ner_missing_file(t, fx):
+    return _ner(t, fx, data=[str(t / "missing.txt")])
+
+
+@case(r"empty\.txt, line 1: expected GMB sentences, got an empty file")
+def ner_empty_file(t, fx):
+    return _ner(t, fx, data=[_write(t / "empty.txt", "")])
+
+
+@case(r"--data .*: expected a GMB data file, got a folder")
+def ner_data_is_a_folder(t, fx):
+    (t / "folder").mkdir()
+    return _ner(t, fx, data=[str(t / "folder")])
+
+
+@case(r"bad\.txt, line 2: expected 4 space-separated columns 'token POS word NER', got 3")
+def ner_wrong_column_count(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.txt", "paris NNP Paris B-geo\nsaid VBD said\n")])
+
+
+@case(r"bad\.txt, line 2: expected a BIO tag \(O, B-type or I-type\), got 'X-verb'")
+def ner_bad_tag(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.txt", "paris NNP Paris B-geo\nsaid VBD said X-verb\n")])
+
+
+@case(r"bad\.txt, line 2: expected UTF-8 text, got undecodable byte\(s\) b'\\xff'")
+def ner_bad_encoding(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.txt", b"paris NNP Paris B-geo\nsaid VBD s\xffid O\n")])
+
+
+@case(r"bad\.csv, line 1: expected the CSV header 'Sentence #,Word,POS,Tag'")
+def ner_csv_bad_header(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.csv", "Sentence,Word,Tag\nSentence: 1,Paris,B-geo\n")])
+
+
+@case(r"bad\.csv, line 3: expected 4 comma-separated columns")
+def ner_csv_wrong_column_count(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.csv", "Sentence #,Word,POS,Tag\nSentence: 1,Paris,NNP,B-geo\n,said,O\n")])
+
+
+@case(r"bad\.csv, line 2: expected the first row to start a sentence")
+def ner_csv_no_sentence_start(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.csv", "Sentence #,Word,POS,Tag\n,Paris,NNP,B-geo\n")])
+
+
+@case(r"cut\.zip: (expected a readable GMB file, got a broken one|.*zip)")
+def ner_truncated_zip(t, fx):
+    z = t / "whole.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("gmb.txt", Path(fx["gmb"][0]).read_text() * 20)
+    data = z.read_bytes()
+    z.unlink()
+    return _ner(t, fx, data=[_write(t / "cut.zip", data[: len(data) // 2])])
+
+
+@case(r"two\.zip: expected a zip with a single GMB member .*got 2 members")
+def ner_zip_with_two_members(t, fx):
+    with zipfile.ZipFile(t / "two.zip", "w") as zf:
+        zf.writestr("a.txt", "paris NNP Paris B-geo\n")
+        zf.writestr("b.txt", "paris NNP Paris B-geo\n")
+    return _ner(t, fx, data=[str(t / "two.zip")])
+
+
+@case(r"one\.zip: no member 'nope\.txt' in the zip; members: \['a\.txt'\]")
+def ner_zip_member_missing(t, fx):
+    with zipfile.ZipFile(t / "one.zip", "w") as zf:
+        zf.writestr("a.txt", "paris NNP Paris B-geo\n")
+    return _ner(t, fx, data=[f"{t / 'one.zip'}:nope.txt"])
+
+
+@case(r"expected --data to be 1 GMB file or 3 \(train, val, test\), got 2")
+def ner_two_data_files(t, fx):
+    return _ner(t, fx, data=fx["gmb"][:2])
+
+
+# --------------------------------------------------------------------------- ner train: numbers
+
+@case(r"argument --lr-decay: expected a finite number, got 'nan'")
+def ner_lr_decay_nan(t, fx):
+    return _ner(t, fx, "--lr-decay", "nan")
+
+
+@case(r"argument --lr: expected a finite number, got 'inf'")
+def ner_lr_inf(t, fx):
+    return _ner(t, fx, "--lr", "inf")
+
+
+@case(r"argument --momentum: expected a finite number, got '-inf'")
+def ner_momentum_minus_inf(t, fx):
+    return _ner(t, fx, "--momentum=-inf")
+
+
+@case(r"argument --clip: invalid float value: 'five'")
+def ner_clip_not_a_number(t, fx):
+    return _ner(t, fx, "--clip", "five")
+
+
+@case(r"expected --dropout to be a finite number in \[0, 1\), got 1\.5")
+def ner_dropout_out_of_range(t, fx):
+    return _ner(t, fx, "--dropout", "1.5")
+
+
+@case(r"expected --clip to be a finite number > 0, got -1\.0")
+def ner_clip_negative(t, fx):
+    return _ner(t, fx, "--clip=-1")
+
+
+@case(r"expected --patience to be an integer >= 0 \(0: never stop early\), got -1")
+def ner_patience_negative(t, fx):
+    return _ner(t, fx, "--patience=-1")
+
+
+@case(r"expected --batch-size to be an integer >= 1, got 0")
+def ner_batch_size_zero(t, fx):
+    return _ner(t, fx, "--batch-size", "0")
+
+
+@case(r"argument --epochs: invalid int value: 'many'")
+def ner_epochs_not_an_integer(t, fx):
+    return _ner(t, fx, "--epochs", "many")
+
+
+@case(r"expected --limit-train to be an integer >= 1, got 0")
+def ner_limit_train_zero(t, fx):
+    return _ner(t, fx, "--limit-train", "0")
+
+
+@case(r"expected --eval-every to be an integer >= 0 \(0: once per epoch\), got -5")
+def ner_eval_every_negative(t, fx):
+    return _ner(t, fx, "--eval-every=-5")
+
+
+@case(r"expected a device such as auto, cpu, cuda, cuda:1 or mps, got 'banana'")
+def ner_unknown_device(t, fx):
+    return _ner(t, fx, "--device", "banana")
+
+
+# --------------------------------------------------------------------------- ner train: GloVe files
+
+@case(r"expected 'glove-6b-50d' or a GloVe text file .*got '.*nope\.txt': no such file")
+def glove_missing(t, fx):
+    return _ner(t, fx, "--embeddings", str(t / "nope.txt"))
+
+
+@case(r"glove\.txt, line 2: expected 3 finite floats after the word, got nan \(word 'paris'; 1 such line\(s\)\)")
+def glove_nan_value(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", "the 0.1 0.2 0.3\nparis 0.1 nan 0.3\n"))
+
+
+@case(r"glove\.txt, line 3: expected 3 finite floats after the word, got inf")
+def glove_inf_value(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", "the 0.1 0.2 0.3\na 1 2 3\nparis inf 0.2 0.3\n"))
+
+
+@case(r"glove\.txt, line 2: expected a word and 3 floats \(the dimension of the first line\), got 2 values")
+def glove_short_line(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", "the 0.1 0.2 0.3\nparis 0.1 0.2\n"))
+
+
+@case(r"glove\.txt, line 2: expected 3 floats after the word")
+def glove_not_a_float(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", "the 0.1 0.2 0.3\nparis 0.1 zero 0.3\n"))
+
+
+@case(r"glove\.txt: expected GloVe vectors 'word f1 f2 \.\.\.' a line, got an empty file")
+def glove_empty(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", "\n\n"))
+
+
+@case(r"glove\.txt, line 2: expected UTF-8 text, got byte\(s\) b'\\xe9'")
+def glove_bad_encoding(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", b"the 0.1 0.2\ncaf\xe9 0.1 0.2\n"))
+
+
+@case(r"glove\.zip: expected one GloVe \.txt member, got 2: \['a\.txt', 'b\.txt'\]; name one as")
+def glove_zip_with_two_txt(t, fx):
+    with zipfile.ZipFile(t / "glove.zip", "w") as zf:
+        zf.writestr("a.txt", "the 0.1\n")
+        zf.writestr("b.txt", "the 0.1 0.2\n")
+    return _ner(t, fx, "--embeddings", str(t / "glove.zip"))
+
+
+# --------------------------------------------------------------------------- ner train: --out and resuming
+
+@case(r"--out .*taken: expected a folder \(new or holding a run\), got an existing file")
+def ner_out_is_a_file(t, fx):
+    _write(t / "taken", "my notes")
+    return _ner(t, fx)[:-1] + [str(t / "taken")]
+
+
+@case(r"--out .*notes/run: cannot create the folder: .*notes is a file, not a folder")
+def ner_out_under_a_file(t, fx):
+    _write(t / "notes", "my notes")
+    return _ner(t, fx)[:-1] + [str(t / "notes" / "run")]
+
+
+@case(r"model already holds a run; pass --resume to continue it or choose another --out")
+def ner_out_holds_a_run(t, fx):
+    return _ner(t, fx)[:-1] + [str(_copy_run(t, fx))]
+
+
+@case(r"--resume: settings differ from .*config\.json: --lr: saved 0\.01, now 0\.5; only .*--device.* may change")
+def ner_resume_with_other_settings(t, fx):
+    d = _copy_run(t, fx)
+    (d / "summary.json").unlink()
+    return ["ner", "train", "--data", *fx["gmb"], "--epochs", "1", "--batch-size", "16", "--eval-every", "0",
+            "--train-eval-size", "8", "--no-progress", "--out", str(d), "--resume", "--lr", "0.5"]
+
+
+@case(r"--resume: .*nothing holds no config\.json; start the run without --resume")
+def ner_resume_without_a_run(t, fx):
+    return _ner(t, fx, "--resume")[:-2] + [str(t / "nothing"), "--resume"]
+
+
+# --------------------------------------------------------------------------- ner tag
+
+@case(r"expected a run directory of `normlab ner train`, got '.*nowhere': no such directory")
+def tag_missing_model(t, fx):
+    return ["ner", "tag", "--model", str(t / "nowhere"), "Paris"]
+
+
+@case(r"expected a run directory of `normlab ner train` holding vocab\.json and best\.pt, got '.*' without vocab\.json")
+def tag_folder_without_a_model(t, fx):
+    (t / "empty").mkdir()
+    return ["ner", "tag", "--model", str(t / "empty"), "Paris"]
+
+
+@case(r"best\.pt: refused: not a valid normlab checkpoint, loading it would run code \(it calls .*system\); "
+      r"it was not written by normlab or was tampered with: replace it")
+def tag_checkpoint_that_runs_code(t, fx):
+    d = _copy_run(t, fx)
+    torch.save({"model": _RunsCommand(f"touch {t / 'pwned'}")}, d / "best.pt")
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"best\.pt: refused: not a valid normlab checkpoint \(a corrupt, truncated or foreign file: ")
+def tag_truncated_checkpoint(t, fx):
+    d = _copy_run(t, fx)
+    data = (d / "best.pt").read_bytes()
+    (d / "best.pt").write_bytes(data[: len(data) // 3])
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"best\.pt: refused: its weights do not match the model of .*vocab\.json \(.*missing.*\); "
+      r"it belongs to another run or model")
+def tag_foreign_checkpoint(t, fx):
+    d = _copy_run(t, fx)
+    torch.save({"model": torch.nn.Linear(3, 2).state_dict()}, d / "best.pt")
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"best\.pt: refused: its weights do not match the model of .*vocab\.json \(.* of another shape")
+def tag_vocabulary_does_not_match_checkpoint(t, fx):
+    d = _copy_run(t, fx)
+    meta = json.loads((d / "vocab.json").read_text())
+    meta["words"]["itos"].append("zzz-new-word")
+    meta["model"]["num_words"] += 1
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: line 1: not valid JSON")
+def tag_vocabulary_not_json(t, fx):
+    d = _copy_run(t, fx)
+    (d / "vocab.json").write_text("{not json")
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: expected a normlab NER vocabulary file, got something else")
+def tag_vocabulary_of_something_else(t, fx):
+    d = _copy_run(t, fx)
+    (d / "vocab.json").write_text('{"kind": "resnet"}')
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"<stdin>, line 2: expected UTF-8 text, got byte\(s\) b'\\xff'")
+def tag_stdin_not_utf8(t, fx):
+    return ["ner", "tag", "--model", str(fx["run"])], b"Paris is nice\nZo\xff\n"
+
+
+@case(r"argument --format: invalid choice: 'xml'")
+def tag_unknown_format(t, fx):
+    return ["ner", "tag", "--model", str(fx["run"]), "--format", "xml", "Paris"]
+
+
+# --------------------------------------------------------------------------- resnet train
+
+def _resnet(t, fx, *more, data=None):
+    return ["resnet", "train", "--data", data or fx["imgs"], "--compile", "off", "--no-progress",
+            "--device", "cpu", "--epochs", "1", "--batch-size", "4", "--out", str(t / "run"), *more]
+
+
+@case(r"expected 'cifar10', a CIFAR-10 archive or folder, an image folder or its \.zip, got .*nowhere\.zip|"
+      r"nowhere\.zip.*no such file")
+def resnet_missing_data(t, fx):
+    return _resnet(t, fx, data=str(t / "nowhere.zip"))
+
+
+@case(r"argument --lr: expected a finite number, got 'nan'")
+def resnet_lr_nan(t, fx):
+    return _resnet(t, fx, "--lr", "nan")
+
+
+@case(r"argument --weight-decay: expected a finite number, got 'inf'")
+def resnet_weight_decay_inf(t, fx):
+    return _resnet(t, fx, "--weight-decay", "inf")
+
+
+@case(r"expected --gn-groups to divide the 16, 32 and 64 channels")
+def resnet_bad_gn_groups(t, fx):
+    return _resnet(t, fx, "--norm", "gn", "--gn-groups", "5")
+
+
+@case(r"expected --val-size below the 12 training images, got 12")
+def resnet_val_size_too_large(t, fx):
+    return _resnet(t, fx, "--val-size", "12")
+
+
+@case(r"expected --limit-train at most the 8 non-validation training images, got 9")
+def resnet_limit_train_too_large(t, fx):
+    return _resnet(t, fx, "--val-size", "4", "--limit-train", "9")
+
+
+@case(r"expected --batch-size at most the 8 training images, got 9")
+def resnet_batch_size_too_large(t, fx):
+    return _resnet(t, fx, "--val-size", "4", "--batch-size", "9")
+
+
+@case(r"expected --warmup-epochs below --epochs \(1\), got 1")
+def resnet_warmup_too_long(t, fx):
+    return _resnet(t, fx, "--warmup-epochs", "1")
+
+
+@case(r"imgs\.zip: member train/ant/001\.png: cannot decode the image \(UnidentifiedImageError: cannot identify "
+      r"image file\); expected a readable")
+def resnet_corrupt_image_in_zip(t, fx):
+    z = t / "imgs.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(Path(fx["imgs"]).rglob("*.png")):
+            rel = p.relative_to(fx["imgs"]).as_posix()
+            zf.writestr(rel, b"not a png at all" if rel == "train/ant/001.png" else p.read_bytes())
+    return _resnet(t, fx, data=str(z))
+
+
+@case(r"bad\.zip: member '\.\./evil' points outside the archive's folder")
+def resnet_zip_path_traversal(t, fx):
+    z = t / "bad.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(Path(fx["imgs"]).rglob("*.png")):
+            zf.write(p, p.relative_to(fx["imgs"]).as_posix())
+        zf.writestr(zipfile.ZipInfo("../evil"), b"boo")
+    return _resnet(t, fx, data=str(z))
+
+
+@case(r"data_batch_2: refused to load the pickled global (posix|os)\.system")
+def resnet_hostile_pickle(t, fx):
+    folder, batches = make_official_folder(t / "data")
+    tampered = dict(batches["data_batch_2"])
+    tampered[b"labels"] = _RunsCommand(f"touch {t / 'pwned'}")
+    (folder / "data_batch_2").write_bytes(pickle.dumps(tampered, protocol=2))
+    return _resnet(t, fx, data=str(folder))
+
+
+@case(r"--out .*taken: expected a folder \(new or holding a run\), got an existing file")
+def resnet_out_is_a_file(t, fx):
+    _write(t / "taken", "x")
+    return _resnet(t, fx)[:-1] + [str(t / "taken")]
+
+
+@case(r"--resume: settings differ from .*config\.json: --lr: saved 0\.2, now 0\.1; only --compile, --device")
+def resnet_resume_with_other_settings(t, fx):
+    from normlab.cli.resnet import config_from_args
+    from normlab.cli import build_parser
+    from normlab.train import rundir
+
+    argv = _resnet(t, fx)
+    saved = rundir.to_jsonable(config_from_args(build_parser().parse_args(argv + ["--lr", "0.2"])))
+    _write(t / "run" / "config.json", json.dumps({"kind": "resnet", "config": saved}))
+    torch.save({"model": {}}, t / "run" / "last.pt")
+    return argv + ["--resume", "--compile", "auto"]
+
+
+# --------------------------------------------------------------------------- study and report
+
+@case(r"expected a GMB data file, got '.*missing\.csv': no such file")
+def study_missing_data(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", str(t / "missing.csv")]
+
+
+@case(r"bad\.txt, line 2: expected a BIO tag \(O, B-type or I-type\), got 'X-verb'")
+def study_bad_data_line(t, fx):
+    bad = _write(t / "bad.txt", "paris NNP Paris B-geo\nsaid VBD said X-verb\n")
+    return ["study", "ner", "--out", str(t / "s"), "--data", bad, "--variants", "random"]
+
+
+@case(r"--out .*taken: expected a folder \(new or holding a run\), got an existing file")
+def study_out_is_a_file(t, fx):
+    _write(t / "taken", "x")
+    return ["study", "ner", "--out", str(t / "taken"), "--data", fx["gmb"][0]]
+
+
+@case(r"run random: normlab ner train: error: argument --lr: expected a finite number, got 'nan' "
+      r"\(from the study's settings or --run-arg\)")
+def study_run_arg_nan(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
+            "--run-arg=--lr=nan"]
+
+
+@case(r"expected --dropout to be a finite number in \[0, 1\), got 2\.0")
+def study_run_arg_out_of_range(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
+            "--run-arg=--dropout=2"]
+
+
+@case(r"expected --seeds >= 1, got 0")
+def study_zero_seeds(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--seeds", "0"]
+
+
+@case(r"expected variants among random, random50, glove, .*got xx")
+def study_unknown_variant(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "xx"]
+
+
+@case(r"--data .*nowhere: no such file or folder")
+def study_resnet_missing_data(t, fx):
+    return ["study", "resnet", "--out", str(t / "s"), "--data", str(t / "nowhere")]
+
+
+@case(r"--embeddings .*glove\.txt: no such file")
+def study_missing_embeddings(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--embeddings", str(t / "glove.txt")]
+
+
+@case(r"neither a study\.json nor any run directory under runs/<variant>/seed<S>/")
+def report_on_a_folder_that_is_no_study(t, fx):
+    (t / "plain").mkdir()
+    return ["report", str(t / "plain")]
+
+
+# --------------------------------------------------------------------------- the test
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def run_cli(argv, capsys, monkeypatch, stdin: bytes | None = None) -> tuple[int, str]:
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="latin-1"))
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse: usage lines, then one error line
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_the_suite_covers_forty_kinds():
+    assert len(CASES) >= 40 and len({name for name, _, _ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("name,build,pattern", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, build, pattern, fx, tmp_path, capsys, monkeypatch):
+    t = tmp_path / "case"
+    t.mkdir()
+    built = build(t, fx)
+    argv, stdin = built if isinstance(built, tuple) else (built, None)
+    before = _snapshot(t)
+    good_run = _snapshot(fx["run"])
+    code, err = run_cli(argv, capsys, monkeypatch, stdin)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines, "no error message"
+    last = lines[-1]
+    assert re.search(r"^normlab( \w+)*: error: ", last), err
+    assert all(line.startswith(("usage:", " ")) for line in lines[:-1]), f"more than one line of error:\n{err}"
+    assert re.search(pattern, last), f"{last!r} does not match {pattern!r}"
+    assert "Traceback" not in err and "BytesIO" not in err and "weights_only=False" not in err
+    assert _snapshot(t) == before  # nothing created, nothing half-written, nothing touched
+    assert _snapshot(fx["run"]) == good_run
+    assert not list(tmp_path.rglob("pwned"))

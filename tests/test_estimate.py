@@ -1,0 +1,71 @@
+"""The study's wall-time estimate and its progress lines, with injected step timings."""
+
+import pytest
+
+from normlab.study import estimate as E
+from normlab.study.grids import StudySettings, select_variants
+from normlab.study.runner import Task
+
+
+def test_wall_time_packs_runs_onto_slots():
+    assert E.wall_time([], 2) == 0
+    assert E.wall_time([10, 10, 10], 1) == 30
+    assert E.wall_time([10, 10, 10], 2) == 20
+    assert E.wall_time([30, 10, 10, 10], 2) == 30  # the long run on one slot, the rest on the other
+    assert E.wall_time([5], 4) == 5
+
+
+def test_resnet_run_seconds_scale_with_epochs_steps_and_evaluation():
+    s = StudySettings(kind="resnet", out="o", data="d", epochs=3, limit_train=1280, val_size=512)
+    (v,) = select_variants("resnet", ["bn"])
+    # 10 steps an epoch at 1 s, 2 eval batches at 0.5 s; final: ceil((1280+512+10000)/256)=47 batches
+    secs = E.run_seconds(s, v, timer=lambda norm, bs: (1.0, 0.5))
+    assert secs == pytest.approx(3 * (10 * 1.0 + 2 * 0.5) + 47 * 0.5)
+    (b8,) = select_variants("resnet", ["bn_b8"])
+    calls = []
+    E.run_seconds(s, b8, timer=lambda norm, bs: calls.append((norm, bs)) or (1.0, 0.5))
+    assert calls == [("bn", 8)]
+
+
+def test_ner_run_seconds_use_the_epoch_cap_and_eval_every():
+    s = StudySettings(kind="ner", out="o", data="d", epochs=2, limit_train=1280, extra_args=["--eval-every", "5"])
+    (v,) = select_variants("ner", ["crf"])
+    seen = []
+    secs = E.run_seconds(s, v, timer=lambda st: seen.append(st) or (1.0, 0.0))
+    assert seen[0]["crf"] is True and seen[0]["char"] is True
+    assert secs == pytest.approx(2 * 10 * 1.0)  # 10 updates of 128 an epoch, evaluation free here
+
+
+def test_estimate_times_each_kind_once_and_progress_rescales():
+    s = StudySettings(kind="resnet", out="o", data="d", epochs=1, limit_train=1280, val_size=256, jobs=1,
+                      sanity_seeds=2)
+    tasks = [Task(v, seed, None, False) for v in select_variants("resnet", ["torch_bn", "bn"])
+             for seed in s.seed_list(v.name)]
+    timed = []
+    est = E.estimate_study(s, tasks, threads=1, timer=lambda norm, bs: timed.append(norm) or (1.0, 0.0))
+    assert sorted(timed) == ["bn", "torch_bn"]  # two kinds, four runs
+    assert set(est.per_run) == {"torch_bn-seed0", "torch_bn-seed1", "bn-seed0", "bn-seed1"}
+    assert est.total == pytest.approx(40.0)
+    p = E.Progress(est)
+    assert p.ratio() == 1.0 and p.left() == pytest.approx(40.0)
+    line = p.finished("torch_bn-seed0", 20.0)  # took twice the estimate
+    assert p.ratio() == pytest.approx(2.0)
+    assert p.left() == pytest.approx(60.0)
+    assert line == "1 of 4 runs done, about 60 s left"
+    for name in ("torch_bn-seed1", "bn-seed0"):
+        p.finished(name, 10.0)
+    assert p.finished("bn-seed1", 10.0) == "4 of 4 runs done"
+
+
+@pytest.mark.parametrize("secs, text", [(0, "0 s"), (89, "89 s"), (90, "2 min"), (3500, "58 min"), (3599, "1 h 00 min"),
+                                        (3600, "1 h 00 min"), (3 * 3600 + 5 * 60, "3 h 05 min")])
+def test_hms(secs, text):
+    assert E.hms(secs) == text
+
+
+def test_real_step_timings_are_positive():
+    train, ev = E.resnet_step_seconds("gn", 8)
+    assert train > 0 and ev > 0
+    train, ev = E.ner_step_seconds({"embeddings": "glove", "char": True, "crf": True, "layer_norm": True},
+                                   batch_size=8, length=6)
+    assert train > 0 and ev > 0
