@@ -167,6 +167,7 @@ def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[
     xs = np.arange(len(categories))
     everything = [v for vals in series.values() for seeds in vals for v in seeds]
     floor = _bar_floor(everything)
+    tops = list(everything)  # the highest point drawn: a seed, or mean + std with its label
     for k, (name, vals) in enumerate(series.items()):
         pos = xs - 0.4 + width * (k + 0.5)
         labelled = False
@@ -184,6 +185,7 @@ def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[
             if len(seeds) > 1:
                 ax.plot([x] * len(seeds), seeds, "o", color="black", markersize=2.5)
             ax.text(x, mean + (std or 0), f"{mean:.2f}", ha="center", va="bottom", fontsize=7)
+            tops.append(mean + (std or 0))
     if reference in categories:
         first = next(iter(series.values()), [])
         ref = first[list(categories).index(reference)] if first else []
@@ -194,7 +196,7 @@ def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[
     ax.set_ylabel(ylabel + (f" (axis from {floor:g})" if floor else ""))
     ax.set_title(title, fontsize=10)
     if everything:
-        ax.set_ylim(floor, max(everything) + 0.12 * (max(everything) - floor + 1))
+        ax.set_ylim(floor, max(tops) + 0.12 * (max(tops) - floor + 1))
     else:
         _no_data(ax)
     ax.grid(axis="y", alpha=0.3)
