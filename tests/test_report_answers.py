@@ -438,6 +438,15 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     _no_absolute_path(root, md, page)
 
 
+def test_runner_times_are_read_back_as_the_span():
+    from normlab.study.report_header import _time
+    from normlab.study.runner import _utc
+
+    assert _utc(0) == "1970-01-01T00:00:00Z"
+    assert _time(_utc(1_700_000_000)).timestamp() == 1_700_000_000
+    assert _time("garbage") is None and _time(None) is None
+
+
 def test_wall_time_and_data_files_without_runner_times(tmp_path):
     root = tmp_path / "s"
     rng = np.random.default_rng(0)

@@ -208,7 +208,8 @@ def init_section(study: StudyData, out: Path) -> Section:
         rows.append([n, head, "–" if c is None else ("yes" if c else "no"), _count(counts[n]),
                      _count(_mean_or_none(study.values(n, "val", "invalid_transitions"))),
                      _pct(study, n, "entity_f1"), _pct(study, n, "type_micro_f1")])
-    v = Verdict(invalid_transition_sentences(counts))
+    said = invalid_transition_sentences(counts)
+    v = Verdict(said[:1])  # the counts; what they mean follows the answer, before the initialization
     part = ner_pair_sentences(_m(study, "crf", "entity_f1"), _m(study, "crf_free", "entity_f1"),
                               _m(study, "crf", "type_micro_f1"), _m(study, "crf_free", "type_micro_f1"))
     v.answer += part.answer
@@ -218,7 +219,7 @@ def init_section(study: StudyData, out: Path) -> Section:
         v.caveats.insert(0, miss)
     constrained = [x.name for x in study.variants if _constraints(study, x.name) is True]
     free = [x.name for x in study.variants if _constraints(study, x.name) is False]
-    notes = crf_init_statement(IMPOSSIBLE, constrained, free)
+    notes = said[1:] + crf_init_statement(IMPOSSIBLE, constrained, free)
     return Section(INIT_TITLE, (fig, "test entity F1 and type-token micro F1 of the constrained CRF, the "
                                      "unconstrained CRF and the softmax tagger; invalid BIO transitions in their "
                                      "test predictions under each name"),

@@ -193,6 +193,7 @@ def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[
             ax.axhline(float(np.mean(ref)), color="gray", linestyle=":", linewidth=1)
     ax.set_xticks(xs)
     ax.set_xticklabels(categories, fontsize=9)
+    ax.set_xlim(-0.5, len(categories) - 0.5)  # room for a category with no run at all
     ax.set_ylabel(ylabel + (f" (axis from {floor:g})" if floor else ""))
     ax.set_title(title, fontsize=10)
     if everything:
@@ -201,5 +202,9 @@ def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[
         _no_data(ax)
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1 and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        # outside the axes, on the right: inside it would hide a short bar or a "no run" mark
+        w = fig.get_figwidth()
+        fig.set_figwidth(w + 1.8)
+        fig.subplots_adjust(left=0.8 / (w + 1.8), right=1 - 1.95 / (w + 1.8))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path)
