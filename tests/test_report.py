@@ -23,8 +23,11 @@ ENV = {"torch": "2.13.0", "python": "3.11", "platform": "Linux-test", "device": 
 
 
 def make_run(root: Path, kind: str, variant: str, seed: int, rng: np.random.Generator, *, epochs: int = 3,
-             finished: bool = True, diverged: bool = False, config_extra: dict | None = None) -> Path:
-    """A run directory as `normlab resnet|ner train` writes it, with random numbers."""
+             finished: bool = True, diverged: bool = False, config_extra: dict | None = None,
+             old_ner: bool = False) -> Path:
+    """A run directory as `normlab resnet|ner train` writes it, with random numbers.
+
+    ``old_ner``: as NER runs wrote it before type_micro_f1 and invalid_transitions were recorded."""
     d = root / "runs" / variant / f"seed{seed}"
     d.mkdir(parents=True)
     cfg = {"epochs": epochs, "seed": seed, "limit_train": None, **(config_extra or {})}
@@ -48,6 +51,8 @@ def make_run(root: Path, kind: str, variant: str, seed: int, rng: np.random.Gene
                 rec = {"step": e * 50, "epoch": e, "lr": 0.01, "seconds": 1.0, "train_loss": 0.5,
                        "train_accuracy": v[0], "train_micro_f1": v[1], "train_macro_f1": v[2], "val_loss": 0.6,
                        "val_accuracy": v[3], "val_micro_f1": v[4], "val_macro_f1": v[5], "val_entity_f1": v[6]}
+                if not old_ner:
+                    rec["val_type_micro_f1"] = v[4]
             f.write(json.dumps({k: float(x) if isinstance(x, np.floating) else x for k, x in rec.items()}) + "\n")
     if finished:
         metrics = {}
@@ -55,6 +60,9 @@ def make_run(root: Path, kind: str, variant: str, seed: int, rng: np.random.Gene
             m = {k: float(rng.uniform(0.2, 0.99)) for k in ("accuracy", "micro_f1", "macro_f1", "loss")}
             if kind == "ner":
                 m.update({k: float(rng.uniform(0.2, 0.9)) for k in ("entity_precision", "entity_recall", "entity_f1")})
+                if not old_ner:
+                    m["type_micro_f1"] = float(rng.uniform(0.2, 0.9))
+                    m["invalid_transitions"] = 0 if variant in ("crf", "crf_ln") else int(rng.integers(0, 500))
             metrics[split] = m
         summary = {"kind": kind, "status": "diverged" if diverged else "finished", "diverged": diverged,
                    "message": "loss became nan at epoch 2" if diverged else "", "best_epoch": int(rng.integers(1, epochs + 1)),
@@ -85,7 +93,7 @@ def make_study(root: Path, kind: str, names=None, seeds=(0,), seed=0, epochs=3, 
     return root
 
 
-def parse_md_table(md: str, first_header: str = "variant") -> tuple[list[str], dict[str, list[str]]]:
+def parse_md_table(md: str, first_header: str = "variant | status") -> tuple[list[str], dict[str, list[str]]]:
     """The first Markdown table whose header starts with ``first_header``: header, rows by first cell."""
     lines = md.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith(f"| {first_header} |"))
@@ -187,7 +195,7 @@ def test_ner_missing_crf_free_is_reported(tmp_path):
     assert parse_md_table(md)[1]["crf_free"][1] == "left out: `normlab ner train` offers no --no-crf-constraints"
     assert "Cannot compare: `crf_free` is left out" in md
     # the embeddings table names what each run used
-    header, rows = parse_md_table(md, "run")
+    header, rows = parse_md_table(md, "run | source")
     row = dict(zip(header, rows["glove/seed0"]))
     share = read_json(root / "runs/glove/seed0/config.json")["data"]["embeddings"]["share_found"]
     assert row["dimension"] == "50" and row["source"] == "glove-6b-50d"
@@ -216,22 +224,34 @@ def test_sentences_follow_the_numbers(tmp_path):
         _set_test(root, f"{n}_b8", accuracy=b)
     md = write_report(root)[0].read_text()
     sanity = _section(md, "Sanity check")
-    assert "`torch_bn` 90.30%, `bn` 90.00% (`bn` -0.30 points). They agree within 1 point" in sanity
+    assert "Test accuracy: `torch_bn` 90.30% (one seed); `bn` 90.00% (one seed)." in sanity
+    assert "The gap of the means (-0.30 points for `bn`) cannot be set against the seed spread" in sanity
+    assert "a difference under 0.5 points may be noise, and this one (0.30 points) is under that." in sanity
     batch = _section(md, "Batch size")
-    assert "GN holds up better" in batch and "a difference of 8.00 points in GN's favour" in batch
+    assert ("`gn` is less sensitive to the batch size than `bn`: going from batch 128 to 8 its test accuracy "
+            "changes by 2.00 points (down), `bn`'s by 10.00 points (down), 8.00 points less.") in batch
+    assert "Both lost accuracy at batch 8" in batch and "This agrees with Wu & He's claim" in batch
 
-    # other numbers, other sentences
+    # other numbers, other sentences: both variants improve at batch 8, GN more (the bug of issue 7)
     _set_test(root, "bn", accuracy=0.85)
-    _set_test(root, "gn_b8", accuracy=0.70)
+    _set_test(root, "bn_b8", accuracy=0.86)
+    _set_test(root, "gn_b8", accuracy=0.95)
     md2 = write_report(root)[0].read_text()
-    assert "(`bn` -5.30 points). They differ by more than 1 point" in _section(md2, "Sanity check")
     batch2 = _section(md2, "Batch size")
-    assert "BN holds up better here" in batch2 and "13.00 points in BN's favour" in batch2
-    assert "`bn`: test accuracy 85.00% at batch 128, 80.00% at batch 8 (-5.00 points)." in batch2
+    assert "`bn` is less sensitive to the batch size than `gn`" in batch2
+    assert "changes by 1.00 points (up), `gn`'s by 7.00 points (up), 6.00 points less." in batch2
+    assert "Both gained accuracy at batch 8, so the less sensitive one is the one that gained less." in batch2
+    assert "does not bear out Wu & He's claim" in batch2
+    assert "GN holds up better" not in md2 and "in GN's favour" not in md2
+    assert "| bn | 85.00% | 86.00% | +1.00 | 1.00 |" in batch2
     # the ranking follows the numbers too
     _set_test(root, "ln", accuracy=0.999)
     md3 = write_report(root)[0].read_text()
-    assert "Ranked by test accuracy: `ln` 99.90%" in _section(md3, "The six variants")
+    assert "Ranked by mean test accuracy: 1. `ln` 99.90%" in _section(md3, "The six variants")
+    # and the one-line answers at the top carry the same verdicts
+    glance = _section(md3, "Answers at a glance")
+    assert "`bn` is less sensitive to the batch size than `gn`" in glance
+    assert "1. `ln` 99.90%" in glance
 
 
 def test_sanity_gap_is_the_largest_val_error_gap(tmp_path):
@@ -247,16 +267,16 @@ def test_sanity_gap_is_the_largest_val_error_gap(tmp_path):
 
 def test_ner_comparisons_follow_the_numbers(tmp_path):
     root = make_study(tmp_path / "s", "ner")
-    _set_test(root, "glove", accuracy=0.95, micro_f1=0.80, macro_f1=0.60, entity_f1=0.75)
-    _set_test(root, "random", accuracy=0.94, micro_f1=0.70, macro_f1=0.50, entity_f1=0.65)
+    _set_test(root, "glove", accuracy=0.95, micro_f1=0.80, macro_f1=0.60, entity_f1=0.75, type_micro_f1=0.82)
+    _set_test(root, "random50", accuracy=0.94, micro_f1=0.70, macro_f1=0.50, entity_f1=0.65, type_micro_f1=0.70)
     md = write_report(root)[0].read_text()
     sec = _section(md, "Pretrained against random")
-    assert "micro F1 80.00% against 70.00% (+10.00 points)" in sec
-    assert "`glove` is ahead on 4 of 4 test metrics" in sec
-    _set_test(root, "random", accuracy=0.96, micro_f1=0.85)
+    assert "`glove` beats `random50` by 10.00 points on test entity F1 (75.00% against 65.00%)." in sec
+    assert "On test type-token micro F1, `glove` beats `random50` by 12.00 points (82.00% against 70.00%)." in sec
+    _set_test(root, "random50", entity_f1=0.80, type_micro_f1=0.8205)
     sec2 = _section(write_report(root)[0].read_text(), "Pretrained against random")
-    assert "micro F1 80.00% against 85.00% (-5.00 points)" in sec2
-    assert "`glove` is ahead on 2 of 4 test metrics" in sec2
+    assert "`glove` trails `random50` by 5.00 points on test entity F1 (75.00% against 80.00%)." in sec2
+    assert "On test type-token micro F1, `glove` ties with `random50` (82.00% against 82.05%)." in sec2
 
 
 def test_shortened_banner(tmp_path):

@@ -4,5 +4,8 @@
   and the argv of one single run.
 - ``runner``: ``run_study(settings)`` runs a grid, one process per run; skips finished
   runs, resumes interrupted ones, ``--jobs`` at once.
-- ``report``: ``write_report(study_dir)`` turns run directories into report.md/.html.
+- ``report``: ``write_report(study_dir)`` turns run directories into report.md/.html, one section
+  per question of the study; ``answers_resnet`` / ``answers_ner`` compute each question's answer
+  (wording shared in ``answers_common``), ``report_data`` loads, ``report_header`` / ``report_tables`` /
+  ``report_plots`` / ``report_render`` make the rest.
 """

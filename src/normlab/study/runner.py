@@ -5,7 +5,8 @@ Layout of a study folder::
     <out>/study.json                 the settings and the grid (written first)
     <out>/runs/<variant>/seed<S>/    one run directory per run (see normlab.train.rundir)
     <out>/logs/<variant>-seed<S>.log the run's own output, appended on each attempt
-    <out>/events.jsonl               one line per finished attempt: run, return code, seconds
+    <out>/events.jsonl               one line per finished attempt: run, return code, seconds,
+                                     started / finished (UTC, ISO 8601)
     <out>/report.md, report.html     written at the end (normlab.study.report)
 
 A run is finished when its ``summary.json`` exists: it is then never started
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -136,6 +138,11 @@ def plan(settings: StudySettings, flags: Optional[set[str]] = None) -> tuple[lis
             if state != "finished":
                 tasks.append(Task(v, seed, d, resume=state == "interrupted"))
     return tasks, left_out
+
+
+def _utc(t: float) -> str:
+    """A time.time() value as ISO 8601 UTC to the second (the report's wall-time span)."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_study(settings: StudySettings, *, report: bool = True,
@@ -262,7 +269,8 @@ def _run_tasks(tasks: list[Task], settings: StudySettings, out: Path, lock_fd: i
                 seconds = time.time() - start
                 state = run_state(t.dir)
                 append_jsonl(out / EVENTS, {"run": t.variant.name, "seed": t.seed, "resumed": t.resume,
-                                            "returncode": rc, "seconds": round(seconds, 3), "state": state})
+                                            "returncode": rc, "seconds": round(seconds, 3), "state": state,
+                                            "started": _utc(start), "finished": _utc(start + seconds)})
                 if rc == 0 and state == "finished":
                     status = read_json(t.dir / SUMMARY).get("status", "finished")
                     left = f"; {progress.finished(t.name, seconds)}" if progress is not None else ""

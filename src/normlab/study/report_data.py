@@ -1,0 +1,220 @@
+"""Loading a study folder for its report: ``load_study(root) -> StudyData``.
+
+A study folder holds ``study.json`` (settings and grid; optional) and one run
+directory per variant and seed under ``runs/<variant>/seed<S>/`` with
+``config.json``, ``metrics.jsonl`` and, once finished, ``summary.json``. The
+runner's ``events.jsonl`` gives the wall time of each attempt. Nothing here
+draws or words anything: the answers (``answers_resnet``, ``answers_ner``)
+and the rendering (``report_render``) read the ``StudyData`` this returns.
+
+A variant that was not run (or did not finish) is kept with its reason; the
+report never fails because part of the grid is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from normlab.study.grids import RESNET_FULL_EPOCHS, StudySettings, variants_for
+from normlab.train.rundir import CONFIG, METRICS, SUMMARY, read_json, read_jsonl
+
+SPLITS = ("train", "val", "test")
+QUANTILES = ("q01", "q20", "q80", "q99")
+EVENTS = "events.jsonl"
+
+
+
+@dataclass
+class Run:
+    variant: str
+    seed: int
+    dir: Path
+    config: dict
+    metrics: list[dict]
+    summary: Optional[dict]
+    seconds: Optional[float] = None  # wall time of all its attempts
+
+    @property
+    def status(self) -> str:
+        if self.summary is None:
+            return "interrupted" if self.config else "not started"
+        if self.summary.get("diverged"):
+            return "diverged"
+        return str(self.summary.get("status", "finished"))
+
+    def metric(self, split: str, name: str) -> Optional[float]:
+        if self.summary is None:
+            return None
+        v = ((self.summary.get("metrics") or {}).get(split) or {}).get(name)
+        return None if v is None else float(v)
+
+
+@dataclass
+class VariantResult:
+    name: str
+    label: str
+    runs: list[Run] = field(default_factory=list)
+    left_out: Optional[str] = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> list[Run]:
+        return [r for r in self.runs if r.summary is not None]
+
+    def values(self, split: str, name: str) -> list[float]:
+        return [v for r in self.finished if (v := r.metric(split, name)) is not None]
+
+    def mean(self, split: str, name: str) -> Optional[float]:
+        vals = self.values(split, name)
+        return float(np.mean(vals)) if vals else None
+
+    def summary_values(self, key: str) -> list[float]:
+        return [float(r.summary[key]) for r in self.finished if r.summary.get(key) is not None]
+
+    def curve(self, key: str, x: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean over seeds of ``key`` against ``x`` (points every seed has), finished or not."""
+        by_x: dict[float, list[float]] = {}
+        for r in self.runs:
+            for m in r.metrics:
+                v = _get(m, key)
+                if v is not None and m.get(x) is not None:
+                    by_x.setdefault(float(m[x]), []).append(v)
+        n = len([r for r in self.runs if r.metrics])
+        xs = sorted(k for k, vs in by_x.items() if len(vs) == n)
+        return np.array(xs), np.array([np.mean(by_x[k]) for k in xs])
+
+    @property
+    def available(self) -> bool:
+        return bool(self.finished)
+
+    def missing_reason(self) -> str:
+        if self.left_out:
+            return f"left out: {self.left_out}"
+        if not self.runs:
+            return "missing (not run)"
+        return "not finished (" + ", ".join(f"seed {r.seed}: {r.status}" for r in self.runs) + ")"
+
+
+def _get(m: dict, key: str) -> Optional[float]:
+    """A metrics.jsonl value; ``a.b`` reaches into a nested dict; errors come from accuracies if absent."""
+    cur = m
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            cur = None
+            break
+        cur = cur[part]
+    if cur is None and key.endswith("_error"):
+        acc = m.get(key[: -len("_error")] + "_accuracy")
+        cur = None if acc is None else 1.0 - float(acc)
+    if cur is None:
+        return None
+    v = float(cur)
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class StudyData:
+    root: Path
+    kind: str
+    settings: Optional[StudySettings]
+    variants: list[VariantResult]
+    shortened: list[str]
+    configs_seen: list[dict]
+    events: list[dict] = field(default_factory=list)  # the runner's events.jsonl, one line per attempt
+
+    def get(self, name: str) -> Optional[VariantResult]:
+        return next((v for v in self.variants if v.name == name), None)
+
+    @property
+    def runs(self) -> list[Run]:
+        return [r for v in self.variants for r in v.runs]
+
+    def values(self, name: str, split: str, key: str) -> list[float]:
+        """Per-seed values of a metric of variant ``name`` (empty when it has no finished run)."""
+        v = self.get(name)
+        return v.values(split, key) if v else []
+
+    def missing_sentence(self, names: list[str]) -> Optional[str]:
+        """'Cannot compare: `x` is missing (not run).' for the variants of ``names`` without a finished run."""
+        gone = [n for n in names if self.get(n) is None or not self.get(n).available]
+        if not gone:
+            return None
+        parts = [f"`{n}` is {self.get(n).missing_reason() if self.get(n) else 'not in this study'}" for n in gone]
+        return "Cannot compare: " + "; ".join(parts) + "."
+
+
+def _run_seconds(events: list[dict]) -> dict[tuple[str, int], float]:
+    out: dict[tuple[str, int], float] = {}
+    for e in events:
+        key = (e["run"], int(e["seed"]))
+        out[key] = out.get(key, 0.0) + float(e.get("seconds") or 0.0)
+    return out
+
+
+def load_study(root: Path) -> StudyData:
+    """Read ``study.json`` and every run directory of a study folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such study folder")
+    study = read_json(root / "study.json") if (root / "study.json").exists() else None
+    run_dirs = sorted(p.parent for p in root.glob("runs/*/seed*/" + CONFIG))
+    if study is not None:
+        kind = study["kind"]
+    elif run_dirs:
+        kind = read_json(run_dirs[0] / CONFIG).get("kind")
+    else:
+        raise ValueError(f"{root}: neither a study.json nor any run directory under runs/<variant>/seed<S>/")
+    settings = StudySettings.from_dict(study["settings"]) if study else None
+    rule = settings.small_batch_lr if settings else "linear"
+    grid = study["grid"] if study else [{"name": v.name, "label": v.label, **v.settings}
+                                        for v in variants_for(kind, rule)]
+    left_out = (study or {}).get("left_out", {})
+    events = read_jsonl(root / EVENTS)
+    seconds = _run_seconds(events)
+    variants = []
+    names = [g["name"] for g in grid]
+    extra = sorted({p.parent.name for p in run_dirs} - set(names))
+    for g in grid + [{"name": n, "label": n} for n in extra]:
+        vr = VariantResult(g["name"], g.get("label", g["name"]), left_out=left_out.get(g["name"]),
+                           settings={k: v for k, v in g.items() if k not in ("name", "label", "args")})
+        for d in sorted(root.glob(f"runs/{g['name']}/seed*")):
+            m = re.fullmatch(r"seed(\d+)", d.name)
+            if not m or not d.is_dir():
+                continue
+            cfg = read_json(d / CONFIG) if (d / CONFIG).exists() else {}
+            summ = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
+            run = Run(g["name"], int(m.group(1)), d, cfg, read_jsonl(d / METRICS), summ)
+            # the run's own total (kept across resumes), else the runner's clock, else epochs x s/epoch
+            if summ and summ.get("seconds") is not None:
+                run.seconds = float(summ["seconds"])
+            else:
+                run.seconds = seconds.get((g["name"], run.seed))
+            if run.seconds is None and summ and summ.get("seconds_per_epoch") and summ.get("epochs_run"):
+                run.seconds = float(summ["seconds_per_epoch"]) * float(summ["epochs_run"])
+            vr.runs.append(run)
+        variants.append(vr)
+    configs = [r.config for v in variants for r in v.runs if r.config]
+    if settings is not None:
+        shortened = settings.shortened()
+    else:
+        shortened = _shortened_from_configs(kind, configs)
+    return StudyData(root, kind, settings, variants, shortened, configs, events)
+
+
+def _shortened_from_configs(kind: str, configs: list[dict]) -> list[str]:
+    why = []
+    epochs = {c.get("config", {}).get("epochs") for c in configs} - {None}
+    limit = {c.get("config", {}).get("limit_train") for c in configs} - {None}
+    if kind == "resnet" and epochs and min(epochs) < RESNET_FULL_EPOCHS:
+        why.append(f"{min(epochs)} epochs instead of {RESNET_FULL_EPOCHS}")
+    if limit:
+        why.append(f"only the first {min(limit)} training examples (--limit-train)")
+    return why
+
+
