@@ -70,7 +70,12 @@ def connect(ray, address: Optional[str]) -> bool:
     env_vars = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
     kw = dict(log_to_driver=False, runtime_env={"env_vars": env_vars} if env_vars else None)
     if address:
-        ray.init(address=address, **kw)
+        try:
+            ray.init(address=address, **kw)
+        except ConnectionError as e:
+            hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token here"
+                    if os.environ.get("RAY_AUTH_MODE") != "token" else "")
+            raise ValueError(f"could not join the Ray cluster at {address} ({e}){hint}") from None
     else:  # a fresh single-machine cluster, its traffic on the loopback address where Ray allows it
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **kw)
     return True
