@@ -319,3 +319,39 @@ def test_run_with_invalid_data_fails_once_and_the_others_finish(tmp_path, ray_cl
         [("glove", 2, "new", 1), ("random", 0, "finished", 1)]
     assert "1 run(s) failed: glove-seed0" in p.stdout
     assert (out / "runs/random/seed0/summary.json").exists() and (out / "report.md").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_interrupted_local_run_is_shipped_to_a_worker_and_resumed(tmp_path, ray_cluster, gmb_slice):
+    """Kill a local study mid-run, finish it on Ray without a shared filesystem: the run resumes from last.pt."""
+    out = tmp_path / "study"
+    args = ["study", "ner", "--data", *gmb_slice, "--out", str(out), "--variants", "glove", *RUN_ARGS,
+            "--epochs", "2"]
+    run = out / "runs/glove/seed0"
+    proc = subprocess.Popen([sys.executable, "-m", "normlab", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / "last.pt").exists():
+            assert proc.poll() is None, f"study ended before it could be killed:\n{proc.stdout.read()}"
+            assert time.time() < deadline, "no last.pt within 5 minutes"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the study and its run, as a crash would
+        proc.wait()
+    assert not (run / "summary.json").exists(), "killed too late: the run had already finished"
+    done_before = len(read_jsonl(run / "metrics.jsonl"))
+
+    p = subprocess.run([sys.executable, "-m", "normlab", *args, "--cluster", "ray", "--ray-address", ray_cluster,
+                        "--shared-fs", "no", "--no-report"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "resuming glove-seed0 on node " in p.stdout
+    log = (out / "logs/glove-seed0.log").read_text()
+    assert "resumed from" in log and "# ray task on node " in log
+    steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl")]
+    assert steps == list(range(2, 61, 2)) and done_before >= 1  # the shipped entries kept, none repeated
+    assert read_json(run / "summary.json")["updates"] == 60 and not (run / "last.pt").exists()
+    events = read_jsonl(out / "events.jsonl")
+    assert [(e["run"], e["resumed"], e["shared_fs"], e["returncode"]) for e in events] == \
+        [("glove", True, False, 0)]
