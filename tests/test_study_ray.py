@@ -355,3 +355,33 @@ def test_interrupted_local_run_is_shipped_to_a_worker_and_resumed(tmp_path, ray_
     events = read_jsonl(out / "events.jsonl")
     assert [(e["run"], e["resumed"], e["shared_fs"], e["returncode"]) for e in events] == \
         [("glove", True, False, 0)]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_ctrl_c_on_the_driver_stops_the_runs_on_the_cluster(tmp_path, ray_cluster, gmb_slice):
+    """SIGINT on the driver cancels the tasks; each run gets SIGINT, stops at once and keeps its last.pt."""
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "normlab", "study", "ner", "--data", *gmb_slice, "--out", str(out),
+           "--variants", "random", "glove", *RUN_ARGS, "--epochs", "3", "--cluster", "ray",
+           "--ray-address", ray_cluster, "--no-report"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not all((out / f"runs/{v}/seed0/last.pt").exists() for v in ("random", "glove")):
+            assert proc.poll() is None, f"study ended before it could be interrupted:\n{proc.stdout.read()}"
+            assert time.time() < deadline, "no last.pt within 5 minutes"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)  # a run of 3 epochs would take longer than it may
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout[-3000:]
+    assert "interrupted; cancelling the Ray tasks" in stdout
+    for v in ("random", "glove"):
+        log = (out / f"logs/{v}-seed0.log").read_text()
+        assert "# ray task cancelled: stopping the run" in log and "normlab: interrupted" in log
+        assert (out / f"runs/{v}/seed0/last.pt").exists() and not (out / f"runs/{v}/seed0/summary.json").exists()
+    assert not (out / "events.jsonl").exists()  # no run ended

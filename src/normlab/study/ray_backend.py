@@ -95,10 +95,17 @@ class _Board:
         return events
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGKILL when the Ray worker that started it dies."""
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Let SIGINT stop the run again, and (Linux) kill it when the Ray worker that started it dies.
+
+    A Ray worker's task thread blocks signals, and may ignore SIGINT; both
+    survive exec, and the run would not stop on the SIGINT of a cancelled task.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal(ctypes.c_int(signal.SIGINT), ctypes.c_void_p(0))  # 0 = SIG_DFL
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _read_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
@@ -195,10 +202,17 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
                 logf.flush()
                 start = time.time()
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                        pass_fds=(lock_fd,), preexec_fn=_die_with_parent)
+                                        pass_fds=(lock_fd,), preexec_fn=_child_setup)
                 try:
-                    rc = proc.wait()
+                    rc = None
+                    while rc is None:  # short waits: ray.cancel's KeyboardInterrupt arrives between them
+                        try:
+                            rc = proc.wait(timeout=0.5)
+                        except subprocess.TimeoutExpired:
+                            pass
                 except KeyboardInterrupt:  # ray.cancel from the driver (Ctrl-C there): stop as the local backend does
+                    logf.write("# ray task cancelled: stopping the run\n")
+                    logf.flush()
                     proc.send_signal(signal.SIGINT)
                     try:
                         proc.wait(timeout=30)
