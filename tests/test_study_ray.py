@@ -247,12 +247,12 @@ def test_ray_study_equals_the_local_one_and_a_rerun_starts_nothing(tmp_path, ray
 @pytest.mark.timeout(900)
 def test_killed_worker_is_retried_and_the_run_reported_once(tmp_path, ray_cluster, gmb_slice):
     """Shared filesystem: kill the Ray worker of a running task; Ray retries it, the run resumes from last.pt."""
-    out = tmp_path / "study"
-    cmd = [sys.executable, "-m", "normlab", "study", "ner", "--data", *gmb_slice, "--out", str(out),
+    out = tmp_path / "study"  # given as a relative --out: the workers still find the study folder
+    cmd = [sys.executable, "-m", "normlab", "study", "ner", "--data", *gmb_slice, "--out", "study",
            "--variants", "random", "glove", *RUN_ARGS, "--epochs", "2", "--cluster", "ray",
            "--ray-address", ray_cluster, "--max-retries", "2"]  # 2 epochs: time to kill it mid-run
-    run = out / "runs/glove/seed0"
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = out.resolve() / "runs/glove/seed0"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 300
         while not (run / "last.pt").exists():
@@ -273,7 +273,7 @@ def test_killed_worker_is_retried_and_the_run_reported_once(tmp_path, ray_cluste
         assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
 
         # Meanwhile a second driver on the same study folder is refused.
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and "another study (or a run it started) is still running there" in p.stderr
 
         stdout, _ = proc.communicate(timeout=600)

@@ -48,7 +48,8 @@ from typing import Optional
 
 from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state
 from normlab.study.grids import StudySettings, run_command
-from normlab.train.rundir import LAST, atomic_write_text, read_json
+from normlab.study.grids import run_dir as grid_run_dir
+from normlab.train.rundir import LAST, SUMMARY, atomic_write_text, read_json
 
 SHARED_TOKEN = ".shared-fs-token"
 SHIPPED_LEFT_BEHIND = (LAST,)  # the run is over: its resume checkpoint stays on the worker (then deleted)
@@ -164,12 +165,12 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
     settings: StudySettings = spec["settings"]
     node = ray.util.get_node_ip_address()
     board.started.remote({"run": spec["name"], "node": node, "pid": os.getpid(), "time": time.time()})
-    study = Path(settings.out)
+    study = Path(spec["study"])  # absolute: a worker's current folder is not the driver's
     shared = spec["shared_fs"] == "yes" or (
         spec["shared_fs"] == "auto" and (study / SHARED_TOKEN).is_file()
         and (study / SHARED_TOKEN).read_text().strip() == spec["token"])
     if shared:
-        run_dir = study / "runs" / spec["variant"].name / f"seed{spec['seed']}"
+        run_dir = grid_run_dir(study, spec["variant"].name, spec["seed"])
         log_path = study / "logs" / f"{spec['name']}.log"
     else:
         run_dir = Path(tempfile.gettempdir()) / "normlab-ray" / spec["study_id"] / spec["variant"].name / f"seed{spec['seed']}"
@@ -189,7 +190,7 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
         state = run_state(run_dir)
         result = {"node": node, "pid": os.getpid(), "shared_fs": shared, "resumed": state == "interrupted"}
         if state == "finished":  # the run ended, but its worker died before the task could return
-            rc, seconds = 0, 0.0
+            rc, seconds = 0, float(read_json(run_dir / SUMMARY).get("seconds") or 0.0)
         else:
             argv = run_command(settings, spec["variant"], spec["seed"], state == "interrupted", out=run_dir,
                                python=sys.executable)
@@ -277,7 +278,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         ask = f"1 GPU and {per_run_cpus} CPU(s)" if use_gpu else f"{per_run_cpus} CPU(s)"
         log(f"study: {len(tasks)} run(s) on the Ray cluster ({cpus} CPUs, {gpus} GPUs), each asking for {ask}; "
             f"up to {slots} at once")
-        base = dict(settings=settings, token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
+        base = dict(settings=settings, study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
                     threads=per_run_cpus, gpu=use_gpu)
         return _drive(ray, tasks, base, task_fn, board, out, cluster, Progress(len(tasks), slots), log)
     finally:
