@@ -4,6 +4,7 @@ import pytest
 
 from normlab.study import estimate as E
 from normlab.study.grids import StudySettings, select_variants
+from normlab.study.backends import Progress
 from normlab.study.runner import Task
 
 
@@ -46,15 +47,23 @@ def test_estimate_times_each_kind_once_and_progress_rescales():
     assert sorted(timed) == ["bn", "torch_bn"]  # two kinds, four runs
     assert set(est.per_run) == {"torch_bn-seed0", "torch_bn-seed1", "bn-seed0", "bn-seed1"}
     assert est.total == pytest.approx(40.0)
-    p = E.Progress(est)
-    assert p.ratio() == 1.0 and p.left() == pytest.approx(40.0)
-    line = p.finished("torch_bn-seed0", 20.0)  # took twice the estimate
-    assert p.ratio() == pytest.approx(2.0)
-    assert p.left() == pytest.approx(60.0)
-    assert line == "1 of 4 runs done, about 60 s left"
-    for name in ("torch_bn-seed1", "bn-seed0"):
-        p.finished(name, 10.0)
-    assert p.finished("bn-seed1", 10.0) == "4 of 4 runs done"
+    p = Progress(len(est.per_run), est.jobs, est.per_run)
+    assert p.left_seconds() == pytest.approx(40.0)
+    p.record("torch_bn-seed0", 20.0, ok=True)  # took twice the estimate
+    assert p.left_seconds() == pytest.approx(60.0)
+    assert p.line().startswith("study: 1/4 done, 0 running, 3 queued; about ")
+    p.record("torch_bn-seed1", 10.0, ok=False)  # a failed run leaves the estimate
+    assert p.left_seconds() == pytest.approx(2 * 10.0 * (20.0 / 10.0))
+    for name in ("bn-seed0", "bn-seed1"):
+        p.record(name, 10.0, ok=True)
+    assert p.left_seconds() == 0.0 and "left" not in p.line()
+
+
+def test_progress_without_estimate_uses_the_mean_of_finished_runs():
+    p = Progress(4, 2)
+    assert p.left_seconds() is None
+    p.record("a", 30.0, ok=True)
+    assert p.left_seconds() == pytest.approx(30.0 * 2)  # 3 left on 2 slots: 2 waves
 
 
 @pytest.mark.parametrize("secs, text", [(0, "0 s"), (89, "89 s"), (90, "2 min"), (3500, "58 min"), (3599, "1 h 00 min"),

@@ -105,7 +105,7 @@ def test_shortened_reasons():
 # ----------------------------------------------------------------------------- planning
 
 
-def test_plan_skips_finished_resumes_interrupted_and_leaves_out_unsupported(tmp_path):
+def test_plan_skips_finished_and_resumes_interrupted(tmp_path):
     s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", seeds=2)
     (tmp_path / "runs/random/seed0").mkdir(parents=True)
     atomic_write_json(tmp_path / "runs/random/seed0/config.json", {})
@@ -116,14 +116,19 @@ def test_plan_skips_finished_resumes_interrupted_and_leaves_out_unsupported(tmp_
     assert run_state(tmp_path / "runs/random/seed0") == "finished"
     assert run_state(tmp_path / "runs/glove/seed1") == "interrupted"
     assert run_state(tmp_path / "runs/crf/seed0") == "new"
-    tasks, left_out = plan(s, flags={"--data"})
-    todo = {(t.variant.name, t.seed): t.resume for t in tasks}
+    todo = {(t.variant.name, t.seed): t.resume for t in plan(s)}
     assert ("random", 0) not in todo and todo[("random", 1)] is False
     assert todo[("glove", 1)] is True and todo[("glove", 0)] is False and todo[("crf", 0)] is False
-    assert "crf_free" in left_out and all(v != "crf_free" for v, _ in todo)
-    assert "--no-crf-constraints" in left_out["crf_free"]
-    tasks, left_out = plan(s, flags={"--no-crf-constraints"})
-    assert not left_out and ("crf_free", 1) in {(t.variant.name, t.seed) for t in tasks}
+    # The grid is data: every variant is planned, whatever the installed command offers.
+    assert {v for v, _ in todo} == {v.name for v in grids.ner_variants()} and len(todo) == 2 * 8 - 1
+
+
+def test_run_command_names_the_out_folder_and_interpreter_it_is_given():
+    s = StudySettings(kind="ner", out="o", data="gmb.csv")
+    v = grids.ner_variants()[0]
+    c = run_command(s, v, 1, True, out=Path("/scratch/x"), python="py")
+    assert c[:3] == ["py", "-m", "normlab"] and c[c.index("--out") + 1] == str(Path("/scratch/x"))
+    assert c[-1] == "--resume"
 
 
 def test_rerun_with_other_settings_is_refused(tmp_path):
@@ -294,7 +299,7 @@ def test_resnet_mini_study_two_jobs(tmp_path, cifar_zip):
 
 
 def test_gpus_come_from_cuda_visible_devices(monkeypatch):
-    from normlab.study.runner import _gpu_list
+    from normlab.study.local import _gpu_list
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     assert _gpu_list("auto") == ["2", "5"] and _gpu_list("cuda") == ["2", "5"]

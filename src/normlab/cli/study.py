@@ -31,9 +31,9 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="train every run on only N training " + ("images" if kind == "resnet" else "sentences")
                         + ", drawn at random with the split seed (the same N for every seed; a shortened "
                           "study, for quick looks; default: all)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="runs at once (default 1): one per GPU in CUDA_VISIBLE_DEVICES where there are several, "
-                        "else processes sharing the CPU cores")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="runs at once (local default 1): one per GPU in CUDA_VISIBLE_DEVICES where there are "
+                        "several, else processes sharing the CPU cores; on Ray a cap (default: what the cluster fits)")
     p.add_argument("--device", default="auto", help="passed to every run (default auto)")
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="run only these variants of the grid (default: all; see docs/study.md)")
@@ -43,13 +43,30 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="an extra argument passed to every run unchanged (repeatable), e.g. --run-arg=--patience=5 "
                         "(default: none)")
 
+    c = p.add_argument_group("where the runs execute (see docs/study.md)")
+    c.add_argument("--cluster", choices=("local", "ray"), default="local",
+                   help="local: processes on this machine (default); ray: one Ray task per run")
+    c.add_argument("--ray-address", dest="address", default=None, metavar="ADDR",
+                   help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start a local one)")
+    c.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                   help="threads per run; on Ray also the CPUs each task asks for (default: local cores // jobs, "
+                        "Ray 1)")
+    c.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="Ray: rerun a task whose worker died at most N times (default 2); a run that fails "
+                        "by itself is not rerun")
+    c.add_argument("--shared-fs", choices=("auto", "yes", "no"), default="auto",
+                   help="Ray: do the workers see the study folder? auto (default) checks; no ships each "
+                        "finished run back to the driver")
+
+
 
 def register(sub) -> None:
     from normlab.cli import HelpFormatter
 
     p = sub.add_parser("study", formatter_class=HelpFormatter, help="run every experiment of a study, then write its report",
-                       description="Run a study's grid of single runs, each its own process. Rerunning the "
-                                   "same command skips finished runs and resumes interrupted ones.")
+                       description="Run a study's grid of single runs, each its own process, on this machine or a "
+                                   "Ray cluster (--cluster ray). Rerunning the same command skips finished runs "
+                                   "and resumes interrupted ones.")
     kinds = p.add_subparsers(dest="kind", metavar="STUDY", required=True)
 
     r = kinds.add_parser("resnet", formatter_class=HelpFormatter, help="ResNet n=2 on CIFAR-10: torch_bn, bn, in, bin, ln, gn, nn; bn and gn at batch 8",
@@ -103,6 +120,7 @@ def _rel(p):
 
 def _run_study(args) -> int:
     from normlab.study.checks import check_study_inputs
+    from normlab.study.backends import ClusterSettings
     from normlab.study.grids import StudySettings
     from normlab.study.runner import run_study
 
@@ -114,7 +132,8 @@ def _run_study(args) -> int:
     settings = StudySettings(
         kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed,
         epochs=args.epochs if args.epochs is not None else budget.epochs,
-        limit_train=args.limit_train, device=args.device, jobs=args.jobs, variants=args.variants,
+        limit_train=args.limit_train, device=args.device, jobs=1 if args.jobs is None else args.jobs,
+        variants=args.variants,
         data=args.data[0] if isinstance(args.data, list) and len(args.data) == 1 else args.data,
         extra_args=[*budget.run_args, *args.extra_args], budget=budget.name,
         sanity_seeds=args.sanity_seeds if args.sanity_seeds is not None else budget.sanity_seeds,
@@ -124,8 +143,11 @@ def _run_study(args) -> int:
         embeddings=getattr(args, "embeddings", None),
     )
     check_study_inputs(settings)  # once, before the first run: bad input is one line, not N failed runs
+    cluster = ClusterSettings(backend=args.cluster, address=args.address, cpus_per_run=args.cpus_per_run,
+                              max_retries=args.max_retries, shared_fs=args.shared_fs,
+                              max_in_flight=args.jobs if args.cluster == "ray" else None)
     try:
-        return run_study(settings, report=args.report)
+        return run_study(settings, report=args.report, cluster=cluster)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume
         return 130
 

@@ -5,8 +5,8 @@ run in the grid (a ResNet per norm and batch size, a tagger per head/char/layer-
 on random data of the real shapes, in eager mode, with the CPU threads each run will get, and
 scales them by the run's steps (epochs x steps per epoch, plus the validation passes). It is
 an estimate: compiling, the data pipeline and early stopping are not timed, and a machine
-shared with other work runs slower. While a study runs, ``Progress`` rescales the estimate
-of the runs left by how the finished runs compared with theirs.
+shared with other work runs slower. While a study runs, ``backends.Progress`` rescales the
+estimate of the runs left by how the finished runs compared with theirs.
 """
 
 from __future__ import annotations
@@ -196,27 +196,3 @@ def hms(seconds: float) -> str:
     if minutes < 60 and seconds < 3570:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-class Progress:
-    """The estimate, corrected as runs finish: a line per finished run with the time left."""
-
-    def __init__(self, estimate: Estimate) -> None:
-        self.estimate = estimate
-        self.done: dict[str, float] = {}  # run -> actual seconds
-
-    def ratio(self) -> float:
-        """Actual over estimated seconds of the finished runs (1 before any has finished)."""
-        est = sum(self.estimate.per_run.get(n, 0.0) for n in self.done)
-        return sum(self.done.values()) / est if est > 0 and self.done else 1.0
-
-    def left(self) -> float:
-        rest = [s for n, s in self.estimate.per_run.items() if n not in self.done]
-        return wall_time(rest, self.estimate.jobs) * self.ratio()
-
-    def finished(self, name: str, seconds: float) -> str:
-        self.done[name] = seconds
-        n, total = len(self.done), len(self.estimate.per_run)
-        if n >= total:
-            return f"{n} of {total} runs done"
-        return f"{n} of {total} runs done, about {hms(self.left())} left"

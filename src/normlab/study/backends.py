@@ -1,0 +1,188 @@
+"""What both backends of a study share: the run to do, where it runs, how its end is recorded.
+
+A backend takes the runs still to do (``Task``s, from ``runner.plan``) and
+runs each as ``normlab <kind> train ...`` (``grids.run_command``, the one
+definition of a run). Two exist, behind the same call
+``run_tasks(tasks, settings, cluster, out, lock_fd, log) -> failed run names``:
+
+- ``local``: a pool of processes on this machine (``--jobs`` at once).
+- ``ray``: one Ray task per run on a Ray cluster (``normlab.study.ray_backend``).
+
+Both end a run the same way (``record_end``): one line in ``events.jsonl``,
+one line on the console, the end of the run's log when it failed, and a
+progress line (runs done / running / queued, and the time left).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+from normlab.study.grids import StudySettings, Variant
+from normlab.train.rundir import CONFIG, SUMMARY, append_jsonl, read_json
+
+EVENTS = "events.jsonl"
+Log = Callable[[str], None]
+
+
+@dataclass
+class Task:
+    variant: Variant
+    seed: int
+    dir: Path
+    resume: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant.name}-seed{self.seed}"
+
+
+def run_state(path: Path) -> str:
+    """``finished`` (summary.json), ``interrupted`` (config.json only) or ``new``."""
+    path = Path(path)
+    if (path / SUMMARY).exists():
+        return "finished"
+    if (path / CONFIG).exists():
+        return "interrupted"
+    return "new"
+
+
+@dataclass
+class ClusterSettings:
+    """Where a study's runs execute. Not part of the experiment: a rerun may change any of it.
+
+    ``cpus_per_run``: on ``local``, the threads of each run (default: the
+    cores divided by ``--jobs``); on ``ray``, the CPUs each task asks the
+    cluster for (default 1), and its thread count. ``max_retries``: how often
+    Ray reruns a task whose worker died (a run that fails by itself is never
+    rerun). ``shared_fs``: whether Ray workers see the study folder (``auto``:
+    each task checks for a token file the driver wrote there).
+    ``max_in_flight``: Ray tasks submitted at once (``--jobs``; default: as
+    many as there are runs, the cluster's resources decide how many run).
+    """
+
+    backend: Literal["local", "ray"] = "local"
+    address: Optional[str] = None
+    cpus_per_run: Optional[int] = None
+    max_retries: int = 2
+    shared_fs: Literal["auto", "yes", "no"] = "auto"
+    max_in_flight: Optional[int] = None
+
+    def validate(self) -> None:
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"expected --cluster local or ray, got {self.backend!r}")
+        if self.address is not None and self.backend != "ray":
+            raise ValueError(f"expected --cluster ray with --ray-address, got --cluster {self.backend}")
+        if self.cpus_per_run is not None and self.cpus_per_run < 1:
+            raise ValueError(f"expected --cpus-per-run >= 1, got {self.cpus_per_run}")
+        if self.max_retries < 0:
+            raise ValueError(f"expected --max-retries >= 0, got {self.max_retries}")
+        if self.shared_fs not in ("auto", "yes", "no"):
+            raise ValueError(f"expected --shared-fs auto, yes or no, got {self.shared_fs!r}")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError(f"expected --jobs >= 1, got {self.max_in_flight}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Progress:
+    """Counts of the runs of this invocation, and the time left.
+
+    With an ``estimate`` (run name -> estimated seconds, ``normlab.study.estimate``)
+    the time left is the estimate of the runs not yet done, packed on ``slots``,
+    times how much longer (or shorter) the finished runs took than estimated.
+    Without one it is the mean time of the runs finished so far times the runs
+    not yet done, divided by ``slots``; unknown until one run has finished.
+    """
+
+    def __init__(self, total: int, slots: int, estimate: Optional[dict[str, float]] = None):
+        self.total, self.slots = total, max(1, slots)
+        self.done, self.failed, self.running = 0, 0, 0
+        self.seconds: list[float] = []
+        self.estimate = dict(estimate or {})
+        self.finished: dict[str, float] = {}  # run name -> actual seconds (finished runs)
+
+    def record(self, name: str, seconds: float, ok: bool) -> None:
+        self.done += 1
+        if ok:
+            self.seconds.append(seconds)
+            self.finished[name] = seconds
+        else:
+            self.failed += 1
+            self.estimate.pop(name, None)
+
+    def left_seconds(self) -> Optional[float]:
+        """Seconds left, or None when nothing tells yet."""
+        if self.done >= self.total:
+            return 0.0
+        if self.estimate:
+            from normlab.study.estimate import wall_time
+
+            known = [n for n in self.finished if n in self.estimate]
+            est = sum(self.estimate[n] for n in known)
+            ratio = sum(self.finished[n] for n in known) / est if known and est > 0 else 1.0
+            rest = [v for n, v in self.estimate.items() if n not in self.finished]
+            return wall_time(rest, self.slots) * ratio
+        if not self.seconds:
+            return None
+        mean = sum(self.seconds) / len(self.seconds)
+        return mean * math.ceil((self.total - self.done) / self.slots)
+
+    def line(self) -> str:
+        queued = self.total - self.done - self.running
+        left = ""
+        secs = self.left_seconds()
+        if secs is not None and self.done < self.total:
+            left = f"; about {_duration(secs)} left"
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        return (f"study: {self.done}/{self.total} done{failed}, {self.running} running, "
+                f"{queued} queued{left}")
+
+
+def utc(t: float) -> str:
+    """A time.time() value as ISO 8601 UTC to the second (the report's wall-time span)."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_end(out: Path, t: Task, returncode: Optional[int], seconds: float, progress: Progress,
+               log: Log, error: Optional[str] = None, **extra) -> bool:
+    """Record one finished attempt (events.jsonl, console); True when the run finished."""
+    state = run_state(t.dir)
+    now = time.time()
+    append_jsonl(out / EVENTS, {"run": t.variant.name, "seed": t.seed, "resumed": t.resume,
+                                "returncode": returncode, "seconds": round(seconds, 3), "state": state,
+                                "started": utc(now - seconds), "finished": utc(now),
+                                **({"error": error} if error else {}), **extra})
+    where = f" on {extra['node']}" if extra.get("node") else ""
+    ok = returncode == 0 and state == "finished"
+    progress.record(t.name, seconds, ok)
+    if ok:
+        status = read_json(t.dir / SUMMARY).get("status", "finished")
+        log(f"study: {t.name} {status} in {seconds:.0f}s{where}")
+    else:
+        why = error or f"exit {returncode}"
+        log(f"study: {t.name} failed ({why}){where}; last lines of its log:\n{tail(out / 'logs' / f'{t.name}.log')}")
+    log(progress.line())
+    return ok
+
+
+def tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "    (no log)"
+    return "\n".join("    " + line for line in lines[-n:])
+
+
+class Terminated(Exception):
+    """SIGTERM on the driver: stop the runs as Ctrl-C does."""
