@@ -149,6 +149,11 @@ class Progress:
                 f"{queued} queued{left}")
 
 
+def shown_command(argv: list[str]) -> str:
+    """A run's argv as its log shows it: the interpreter as ``python`` (no absolute path of this machine)."""
+    return " ".join(["python", *argv[1:]] if argv else argv)
+
+
 def utc(t: float) -> str:
     """A time.time() value as ISO 8601 UTC to the second (the report's wall-time span)."""
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end
+from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, shown_command
 from normlab.study.grids import StudySettings, run_command
 
 
@@ -74,7 +74,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                     env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
                 argv = run_command(settings, t.variant, t.seed, t.resume)
                 logf = open(out / "logs" / f"{t.name}.log", "a")
-                logf.write(f"\n$ {' '.join(argv)}\n")
+                logf.write(f"\n$ {shown_command(argv)}\n")
                 logf.flush()
                 where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} CPU thread(s)"
                 log(f"study: {'resuming' if t.resume else 'starting'} {t.name} on {where}")

@@ -46,7 +46,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state
+from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state, shown_command
 from normlab.study.grids import StudySettings, run_command
 from normlab.study.grids import run_dir as grid_run_dir
 from normlab.train.rundir import LAST, SUMMARY, atomic_write_text, read_json
@@ -199,7 +199,7 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
             if not spec["gpu"]:
                 env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU task never takes a GPU another task was given
             with open(log_path, "a") as logf:
-                logf.write(f"\n$ {' '.join(argv)}\n# ray task on node {node}, worker pid {os.getpid()}\n")
+                logf.write(f"\n$ {shown_command(argv)}\n# ray task on node {node}, worker pid {os.getpid()}\n")
                 logf.flush()
                 start = time.time()
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
