@@ -283,7 +283,7 @@ def test_shortened_banner(tmp_path):
     short = make_study(tmp_path / "short", "resnet", names=["bn"], epochs=3, limit_train=256)
     md = write_report(short)[0].read_text()
     top = md.splitlines()[2]  # right under the title
-    assert top.startswith("> **SHORTENED STUDY: 3 epochs instead of 100; only the first 256 training images")
+    assert top.startswith("> **SHORTENED STUDY: 3 epochs instead of 100; only 256 training images, drawn at random")
     assert "SHORTENED STUDY" in write_report(short)[1].read_text().split("<h2>")[0]
     full = make_study(tmp_path / "full", "resnet", names=["bn"], epochs=100)
     assert "SHORTENED" not in write_report(full)[0].read_text()

@@ -17,7 +17,7 @@ from normlab.study.answers_ner import (INIT_TITLE, crf_init_statement, invalid_t
 from normlab.study.answers_resnet import (BATCH_TITLE, PERCENTILE_TITLE, SANITY_TITLE, SIX_TITLE, change_phrase,
                                           gn_claim_sentence, less_sensitive, percentile_verdict, range_change,
                                           sanity_verdict, sensitivity_verdict, six_way_verdict)
-from normlab.study.grids import StudySettings, variants_for
+from normlab.study.grids import StudySettings, get_budget, variants_for
 from normlab.study.report import load_study, write_report
 from normlab.study.report_header import data_files, study_command, wall_time_line
 from normlab.train.rundir import atomic_write_json, read_json
@@ -268,7 +268,7 @@ def test_study_command_is_rebuilt_from_the_settings_without_absolute_paths():
                                 "--jobs 2 --run-arg=--eval-every=50")
     r = StudySettings(kind="resnet", out="studies/resnet", data="/abs/data/cifar10-jpeg.zip", epochs=5, budget="cpu",
                       seeds=2, sanity_seeds=3, limit_train=5000, small_batch_lr="same")
-    assert study_command(r) == ("normlab study resnet --data cifar10-jpeg.zip --small-batch-lr same --out "
+    assert study_command(r) == ("normlab study resnet --data cifar10-jpeg.zip --lr-scaling none --out "
                                 "studies/resnet --budget cpu --epochs 5 --seeds 2 --limit-train 5000")
     plain = StudySettings(kind="resnet", out="s", data="cifar10", epochs=3)
     assert study_command(plain) == "normlab study resnet --data cifar10 --out s --epochs 3"
@@ -321,7 +321,8 @@ def _no_absolute_path(root: Path, *texts: str):
 def test_resnet_report_end_to_end_answers_every_question(tmp_path):
     root = tmp_path / "study"
     rng = np.random.default_rng(1)
-    settings = _study_json(root, "resnet", data="/abs/data/cifar10-jpeg.zip", budget="cpu", epochs=15,
+    settings = _study_json(root, "resnet", data="/abs/data/cifar10-jpeg.zip", budget="cpu",
+                           epochs=get_budget("resnet", "cpu").epochs,
                            sanity_seeds=3)
     test_acc = {"torch_bn": [0.900, 0.910, 0.920], "bn": [0.905, 0.915, 0.925], "in": [0.88], "bin": [0.912],
                 "ln": [0.89], "gn": [0.9155], "nn": [0.80], "bn_b8": [0.92], "gn_b8": [0.98]}
@@ -440,7 +441,7 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
 
 def test_runner_times_are_read_back_as_the_span():
     from normlab.study.report_header import _time
-    from normlab.study.runner import _utc
+    from normlab.study.backends import utc as _utc
 
     assert _utc(0) == "1970-01-01T00:00:00Z"
     assert _time(_utc(1_700_000_000)).timestamp() == 1_700_000_000

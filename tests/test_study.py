@@ -99,7 +99,7 @@ def test_shortened_reasons():
     assert StudySettings(kind="resnet", out="o", data="x", epochs=30, val_size=256).shortened() == [
         "30 epochs instead of 100", "256 validation images instead of 10,000"]
     assert StudySettings(kind="ner", out="o", data="x", limit_train=50).shortened() == [
-        "only the first 50 training sentences (--limit-train)"]
+        "only 50 training sentences, drawn at random (--limit-train)"]
 
 
 # ----------------------------------------------------------------------------- planning
@@ -281,7 +281,7 @@ def test_resnet_mini_study_two_jobs(tmp_path, cifar_zip):
         assert cfg["config"]["norm"] == name and cfg["config"]["epochs"] == 1
         assert cfg["env"]["cpu_threads"] == max(1, ncpu // 2)
     md = (out / "report.md").read_text()
-    assert md.splitlines()[2].startswith("> **SHORTENED STUDY: 1 epoch instead of 100; only the first 256 "
+    assert md.splitlines()[2].startswith("> **SHORTENED STUDY: 1 epoch instead of 100; only 256 "
                                          "training images (--limit-train); 256 validation images instead of 10,000")
     assert check_table_matches_runs(out, md) == 2 * 9
     assert parse_md_table(md)[1]["gn_b8"][1] == "missing (not run)"

@@ -295,8 +295,8 @@ def batch_section(study: StudyData, out: Path) -> Section:
     rule = study.settings.small_batch_lr if study.settings else None
     if lr8 is not None:
         notes.append(f"The batch-8 runs used lr {lr8:g}"
-                     + (" (the linear scaling rule, 0.1 × 8/128, `--small-batch-lr linear`)" if rule == "linear"
-                        else f" (`--small-batch-lr {rule}`)" if rule else "") + "; the batch-128 runs used 0.1.")
+                     + (" (the linear scaling rule, 0.1 × 8/128, `--lr-scaling linear`)" if rule == "linear"
+                        else " (`--lr-scaling none`)" if rule else "") + "; the batch-128 runs used 0.1.")
     if ms["bn_b8"].values and ms["gn_b8"].values:
         notes.append("At batch 8: " + compare_sentence(Measured("gn_b8", ms["gn_b8"].values),
                                                        Measured("bn_b8", ms["bn_b8"].values), "accuracy"))

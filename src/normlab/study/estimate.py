@@ -45,7 +45,7 @@ def wall_time(seconds: list[float], jobs: int) -> float:
     return max(slots)
 
 
-def _time_steps(step: Callable[[], None], warmup: int = 2, steps: int = 3) -> float:
+def _time_steps(step: Callable[[], None], warmup: int = 1, steps: int = 3) -> float:
     """Median seconds of one call of ``step`` after ``warmup`` calls."""
     for _ in range(warmup):
         step()
@@ -85,7 +85,7 @@ def resnet_step_seconds(norm: str, batch_size: int) -> tuple[float, float]:
         with torch.no_grad():
             model(xe)
 
-    return train, _time_steps(eval_step, warmup=1, steps=3)
+    return train, _time_steps(eval_step, warmup=1, steps=1)
 
 
 def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_MEAN_LENGTH) -> tuple[float, float]:
@@ -123,7 +123,7 @@ def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_ME
         with torch.no_grad():
             model.decode(model.emissions(batch), batch.mask)
 
-    return train, _time_steps(eval_step, warmup=1, steps=3)
+    return train, _time_steps(eval_step, warmup=1, steps=1)
 
 
 def _extra(settings: StudySettings, flag: str) -> Optional[str]:

@@ -277,7 +277,7 @@ class StudySettings:
                        f"with early stopping")
         if self.limit_train is not None:
             unit = "training images" if self.kind == "resnet" else "training sentences"
-            why.append(f"only the first {self.limit_train} {unit} (--limit-train)")
+            why.append(f"only {self.limit_train} {unit}, drawn at random (--limit-train)")
         if self.kind == "resnet" and self.val_size is not None and self.val_size != 10000:
             why.append(f"{self.val_size} validation images instead of 10,000")
         return why

@@ -214,7 +214,7 @@ def _shortened_from_configs(kind: str, configs: list[dict]) -> list[str]:
     if kind == "resnet" and epochs and min(epochs) < RESNET_FULL_EPOCHS:
         why.append(f"{min(epochs)} epochs instead of {RESNET_FULL_EPOCHS}")
     if limit:
-        why.append(f"only the first {min(limit)} training examples (--limit-train)")
+        why.append(f"only {min(limit)} training examples, drawn at random (--limit-train)")
     return why
 
 

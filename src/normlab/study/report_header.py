@@ -29,7 +29,7 @@ def study_command(s: StudySettings) -> str:
         if s.val_size is not None:
             argv += ["--val-size", str(s.val_size)]
         if s.small_batch_lr != "linear":
-            argv += ["--small-batch-lr", s.small_batch_lr]
+            argv += ["--lr-scaling", "none" if s.small_batch_lr == "same" else s.small_batch_lr]
     else:
         data = s.data if isinstance(s.data, list) else [s.data] if s.data else []
         argv += ["--data", *[shown_path(d) for d in data]]

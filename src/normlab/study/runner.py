@@ -76,11 +76,6 @@ def plan(settings: StudySettings) -> list[Task]:
     return tasks
 
 
-def _utc(t: float) -> str:
-    """A time.time() value as ISO 8601 UTC to the second (the report's wall-time span)."""
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def run_study(settings: StudySettings, *, report: bool = True,
               log: Callable[[str], None] = lambda s: print(s, flush=True),
               cluster: Optional[ClusterSettings] = None, estimate: bool = True) -> int:

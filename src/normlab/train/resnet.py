@@ -262,8 +262,8 @@ class _Log:
     def __init__(self, path: Path, echo: bool = True) -> None:
         self.path, self.echo = path, echo
 
-    def __call__(self, line: str, err: bool = False) -> None:
-        if self.echo:
+    def __call__(self, line: str, err: bool = False, echo: bool = True) -> None:
+        if self.echo and echo:
             print(line, file=sys.stderr if err else sys.stdout, flush=True)
         with open(self.path, "a") as f:
             f.write(line + "\n")
@@ -352,7 +352,7 @@ class _Net:
             msg = (f"warning: torch.compile is not usable here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                    "training in eager mode")
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            self.log(msg, err=True)
+            self.log(msg, err=True, echo=False)  # the warning itself is shown once, by warnings
             self.compiled = None
             for p in self.model.parameters():
                 p.grad = None
