@@ -132,6 +132,10 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
         est = estimate_study(settings, tasks, threads=threads)
         where = "on this machine" if cluster.backend == "local" else "if the cluster runs them as fast as this machine"
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if busy > (os.cpu_count() or 1):
+            where += (f", timed while the machine was busy (load average {busy:.1f} on {os.cpu_count()} cores): "
+                      "expect less once it is free")
         log(f"study: {len(tasks)} run(s) to do, {slots} at a time: estimated wall time {hms(est.total)} {where} "
             f"(an eager-mode timing of a few steps: compiling, early stopping and other load change it)")
         times = est.per_run
