@@ -86,3 +86,14 @@ def test_study_command_saves_the_budget_and_its_settings(tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "budget 'cpu'" in out and "no GPU found" in out
     assert json.dumps(s.to_dict())  # serializable as study.json
+
+
+def test_a_short_epochs_override_drops_the_budgets_warm_up(capsys):
+    from normlab.cli.study import budget_run_args
+
+    cpu = get_budget("resnet", "cpu")
+    assert budget_run_args(cpu, None) == list(cpu.run_args)
+    assert budget_run_args(cpu, 5) == list(cpu.run_args)
+    short = budget_run_args(cpu, 1)
+    assert "--warmup-epochs" not in short and "--label-smoothing" in short
+    assert "leaving out the budget's --warmup-epochs 1" in capsys.readouterr().out

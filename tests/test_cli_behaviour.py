@@ -81,7 +81,7 @@ def test_study_lr_scaling_has_the_resnet_name_and_keeps_the_old_one(tmp_path, mo
     imgs = tmp_path / "imgs"
     make_image_folder(imgs)
     seen = []
-    monkeypatch.setattr("normlab.study.runner.run_study", lambda s, report=True: seen.append(s.small_batch_lr) or 0)
+    monkeypatch.setattr("normlab.study.runner.run_study", lambda s, report=True, **kw: seen.append(s.small_batch_lr) or 0)
     base = ["study", "resnet", "--out", str(tmp_path / "s"), "--data", str(imgs), "--variants", "bn_b8"]
     assert main(base + ["--lr-scaling", "none"]) == 0
     assert main(base + ["--small-batch-lr", "same"]) == 0

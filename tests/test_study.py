@@ -214,7 +214,7 @@ def test_ner_mini_study_killed_and_resumed(tmp_path, gmb_csv_zip):
     files = slice_gmb(gmb_csv_zip, tmp_path)
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "normlab", "study", "ner", "--data", *files, "--out", str(out),
-           "--variants", "random", "glove", "--epochs", "1",
+           "--variants", "random", "glove", "--epochs", "1", "--budget", "full",
            "--run-arg=--batch-size=16", "--run-arg=--eval-every=2"]
     first, second = out / "runs/random/seed0", out / "runs/glove/seed0"
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -251,7 +251,7 @@ def test_ner_mini_study_killed_and_resumed(tmp_path, gmb_csv_zip):
     assert check_table_matches_runs(out, md) == 2 * 10
     header, rows = parse_md_table(md)
     assert rows["crf"][1] == "missing (not run)"
-    header, rows = parse_md_table(md, "run")
+    header, rows = parse_md_table(md, "run | source")
     emb = dict(zip(header, rows["glove/seed0"]))
     info = read_json(second / "config.json")["data"]["embeddings"]
     assert (emb["source"], emb["dimension"]) == ("glove-6b-50d", "50")
@@ -269,7 +269,7 @@ def test_resnet_mini_study_two_jobs(tmp_path, cifar_zip):
     out = tmp_path / "study"
     p = _normlab("study", "resnet", "--data", str(cifar_zip), "--out", str(out), "--variants", "torch_bn", "bn",
                  "--epochs", "1", "--limit-train", "256", "--val-size", "256", "--jobs", "2",
-                 "--run-arg=--compile=off", timeout=800)
+                 "--budget", "full", "--sanity-seeds", "1", "--run-arg=--compile=off", timeout=800)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     lines = p.stdout.splitlines()
     starts = [i for i, l in enumerate(lines) if "starting" in l]
@@ -282,19 +282,21 @@ def test_resnet_mini_study_two_jobs(tmp_path, cifar_zip):
         assert cfg["env"]["cpu_threads"] == max(1, ncpu // 2)
     md = (out / "report.md").read_text()
     assert md.splitlines()[2].startswith("> **SHORTENED STUDY: 1 epoch instead of 100; only 256 "
-                                         "training images (--limit-train); 256 validation images instead of 10,000")
+                                         "training images, drawn at random (--limit-train); 256 validation images "
+                                         "instead of 10,000")
     assert check_table_matches_runs(out, md) == 2 * 9
     assert parse_md_table(md)[1]["gn_b8"][1] == "missing (not run)"
     ta = read_json(out / "runs/torch_bn/seed0/summary.json")["metrics"]["test"]["accuracy"] * 100
     tb = read_json(out / "runs/bn/seed0/summary.json")["metrics"]["test"]["accuracy"] * 100
-    assert f"Test accuracy: `torch_bn` {ta:.2f}%, `bn` {tb:.2f}% (`bn` {tb - ta:+.2f} points)." in md
+    assert f"Test accuracy: `torch_bn` {ta:.2f}% (one seed); `bn` {tb:.2f}% (one seed)." in md
+    assert f"The gap of the means ({tb - ta:+.2f} points for `bn`)" in md
     page = out / "report.html"
     dom = open_in_chromium(page, tmp_path)
     assert f"IMAGES {page.read_text().count('<img ')} LOADED ALL ERRORS 0" in dom
     # a rerun has nothing left to do
     p = _normlab("study", "resnet", "--data", str(cifar_zip), "--out", str(out), "--variants", "torch_bn", "bn",
                  "--epochs", "1", "--limit-train", "256", "--val-size", "256", "--run-arg=--compile=off",
-                 "--no-report", timeout=300)
+                 "--budget", "full", "--sanity-seeds", "1", "--no-report", timeout=300)
     assert p.returncode == 0 and "every run has finished already" in p.stdout
 
 

@@ -135,7 +135,7 @@ def _run_study(args) -> int:
         limit_train=args.limit_train, device=args.device, jobs=1 if args.jobs is None else args.jobs,
         variants=args.variants,
         data=args.data[0] if isinstance(args.data, list) and len(args.data) == 1 else args.data,
-        extra_args=[*budget.run_args, *args.extra_args], budget=budget.name,
+        extra_args=[*budget_run_args(budget, args.epochs), *args.extra_args], budget=budget.name,
         sanity_seeds=args.sanity_seeds if args.sanity_seeds is not None else budget.sanity_seeds,
         data_dir=getattr(args, "data_dir", None), val_size=getattr(args, "val_size", None),
         # study.json keeps the rule's original name ("same"), so that older studies resume unchanged.
@@ -150,6 +150,19 @@ def _run_study(args) -> int:
         return run_study(settings, report=args.report, cluster=cluster)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume
         return 130
+
+
+def budget_run_args(budget, epochs) -> list[str]:
+    """The budget's run arguments; a warm-up as long as an --epochs override is left out (quick looks)."""
+    out, args = [], list(budget.run_args)
+    while args:
+        flag = args.pop(0)
+        value = args.pop(0) if args and not args[0].startswith("--") else None
+        if flag == "--warmup-epochs" and epochs is not None and value is not None and float(value) >= epochs:
+            print(f"study: leaving out the budget's {flag} {value}: not below --epochs {epochs}")
+            continue
+        out += [flag] + ([value] if value is not None else [])
+    return out
 
 
 def gpu_count(device: str) -> int:
