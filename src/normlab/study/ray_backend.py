@@ -202,7 +202,11 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
                 logf.write(f"\n$ {shown_command(argv)}\n# ray task on node {node}, worker pid {os.getpid()}\n")
                 logf.flush()
                 start = time.time()
-                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                # The data paths are as typed on the driver (study.json keeps them relative, so that
+                # committed study folders name no absolute path): run where the driver ran when
+                # that folder exists here (one machine, or the same layout on every node).
+                cwd = spec.get("cwd") if spec.get("cwd") and Path(spec["cwd"]).is_dir() else None
+                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                         pass_fds=(lock_fd,), preexec_fn=_child_setup)
                 try:
                     rc = None
@@ -278,7 +282,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         ask = f"1 GPU and {per_run_cpus} CPU(s)" if use_gpu else f"{per_run_cpus} CPU(s)"
         log(f"study: {len(tasks)} run(s) on the Ray cluster ({cpus} CPUs, {gpus} GPUs), each asking for {ask}; "
             f"up to {slots} at once")
-        base = dict(settings=settings, study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
+        base = dict(settings=settings, cwd=os.getcwd(), study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
                     threads=per_run_cpus, gpu=use_gpu)
         return _drive(ray, tasks, base, task_fn, board, out, cluster, Progress(len(tasks), slots, estimate), log)
     finally:
