@@ -142,10 +142,15 @@ def _run_study(args) -> int:
         small_batch_lr="same" if rule == "none" else rule,
         embeddings=getattr(args, "embeddings", None),
     )
-    check_study_inputs(settings)  # once, before the first run: bad input is one line, not N failed runs
     cluster = ClusterSettings(backend=args.cluster, address=args.address, cpus_per_run=args.cpus_per_run,
                               max_retries=args.max_retries, shared_fs=args.shared_fs,
                               max_in_flight=args.jobs if args.cluster == "ray" else None)
+    cluster.validate()
+    if cluster.backend == "ray":  # a missing Ray is said before the inputs are read
+        from normlab.study.ray_backend import _import_ray
+
+        _import_ray()
+    check_study_inputs(settings)  # once, before the first run: bad input is one line, not N failed runs
     try:
         return run_study(settings, report=args.report, cluster=cluster)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume
