@@ -354,3 +354,20 @@ def test_html_opens_in_headless_chromium_and_shows_its_images(tmp_path):
     n_imgs = page.read_text().count("<img ")
     assert f"IMAGES {n_imgs} LOADED ALL ERRORS 0" in dom
     assert "<table>" in dom and "Sanity check" in dom
+
+
+def test_curves_average_the_finished_seeds_and_an_unfinished_seed_does_not_cut_them_short():
+    from normlab.study.report_data import Run, VariantResult
+
+    def run(seed, epochs, value, finished):
+        metrics = [{"epoch": e, "val_error": value + e} for e in range(1, epochs + 1)]
+        return Run("bn", seed, Path(f"seed{seed}"), {"config": {}}, metrics, {"metrics": {}} if finished else None)
+
+    v = VariantResult("bn", "BN", [run(0, 5, 0.0, True), run(1, 5, 2.0, True), run(2, 2, 100.0, False)])
+    xs, ys = v.curve("val_error", "epoch")
+    assert xs.tolist() == [1, 2, 3, 4, 5]  # not cut to the running seed's 2 epochs
+    assert ys.tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]  # the mean of the finished seeds only
+    # nothing finished yet: the running seeds' common epochs
+    w = VariantResult("bn", "BN", [run(0, 3, 0.0, False), run(1, 2, 2.0, False)])
+    xs, ys = w.curve("val_error", "epoch")
+    assert xs.tolist() == [1, 2] and ys.tolist() == [2.0, 3.0]

@@ -123,6 +123,26 @@ def test_plan_skips_finished_and_resumes_interrupted(tmp_path):
     assert {v for v, _ in todo} == {v.name for v in grids.ner_variants()} and len(todo) == 2 * 8 - 1
 
 
+def test_plan_starts_interrupted_runs_then_every_variants_first_seed_before_any_second(tmp_path):
+    s = StudySettings(kind="resnet", out=str(tmp_path), data="c.zip", sanity_seeds=3)
+    for name, seed, finished in (("torch_bn", 0, True), ("torch_bn", 1, True), ("torch_bn", 2, False),
+                                 ("bn", 0, False), ("ln", 0, True)):
+        d = tmp_path / f"runs/{name}/seed{seed}"
+        d.mkdir(parents=True)
+        atomic_write_json(d / "config.json", {})
+        if finished:
+            atomic_write_json(d / "summary.json", {})
+    order = [(t.variant.name, t.seed, t.resume) for t in plan(s)]
+    assert order == [("bn", 0, True), ("torch_bn", 2, True),
+                     ("in", 0, False), ("bin", 0, False), ("gn", 0, False), ("nn", 0, False),
+                     ("bn_b8", 0, False), ("gn_b8", 0, False),
+                     ("bn", 1, False), ("bn", 2, False)]
+    # a fresh study: seed by seed, grid order within a seed
+    fresh = StudySettings(kind="ner", out=str(tmp_path / "new"), data="g.csv", seeds=2)
+    names = [v.name for v in grids.ner_variants()]
+    assert [(t.variant.name, t.seed) for t in plan(fresh)] == [(n, 0) for n in names] + [(n, 1) for n in names]
+
+
 def test_run_command_names_the_out_folder_and_interpreter_it_is_given():
     s = StudySettings(kind="ner", out="o", data="gmb.csv")
     v = grids.ner_variants()[0]

@@ -78,14 +78,20 @@ class VariantResult:
         return [float(r.summary[key]) for r in self.finished if r.summary.get(key) is not None]
 
     def curve(self, key: str, x: str) -> tuple[np.ndarray, np.ndarray]:
-        """Mean over seeds of ``key`` against ``x`` (points every seed has), finished or not."""
+        """Mean over seeds of ``key`` against ``x`` (points every seed has).
+
+        The finished seeds when there are any (a seed still running must not cut a
+        finished variant's curve short), otherwise the unfinished ones, so that a
+        study in progress still shows its curves.
+        """
+        pool = self.finished or self.runs
         by_x: dict[float, list[float]] = {}
-        for r in self.runs:
+        for r in pool:
             for m in r.metrics:
                 v = _get(m, key)
                 if v is not None and m.get(x) is not None:
                     by_x.setdefault(float(m[x]), []).append(v)
-        n = len([r for r in self.runs if r.metrics])
+        n = len([r for r in pool if r.metrics])
         xs = sorted(k for k, vs in by_x.items() if len(vs) == n)
         return np.array(xs), np.array([np.mean(by_x[k]) for k in xs])
 

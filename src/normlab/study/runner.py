@@ -64,16 +64,23 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
 
 
 def plan(settings: StudySettings) -> list[Task]:
-    """The runs still to do, in grid order."""
+    """The runs still to do, in the order they start.
+
+    Interrupted runs come first (they are the furthest along), then seed by seed: the
+    first seed of every variant in grid order, then the second seed of the variants that
+    have one, and so on. A study stopped half-way (a session's end, a cluster's time
+    limit) has then answered every question with one seed before it adds seeds to any.
+    """
     out = Path(settings.out)
-    tasks = []
-    for v in select_variants(settings.kind, settings.variants, settings.small_batch_lr):
-        for seed in settings.seed_list(v.name):
+    keyed = []
+    for grid_index, v in enumerate(select_variants(settings.kind, settings.variants, settings.small_batch_lr)):
+        for seed_index, seed in enumerate(settings.seed_list(v.name)):
             d = run_dir(out, v.name, seed)
             state = run_state(d)
             if state != "finished":
-                tasks.append(Task(v, seed, d, resume=state == "interrupted"))
-    return tasks
+                resume = state == "interrupted"
+                keyed.append(((not resume, seed_index, grid_index), Task(v, seed, d, resume=resume)))
+    return [task for _, task in sorted(keyed, key=lambda kt: kt[0])]
 
 
 def run_study(settings: StudySettings, *, report: bool = True,
