@@ -6,6 +6,7 @@ from normlab.study import estimate as E
 from normlab.study.grids import StudySettings, select_variants
 from normlab.study.backends import Progress
 from normlab.study.runner import Task
+from normlab.study.timefmt import hms
 
 
 def test_wall_time_packs_runs_onto_slots():
@@ -69,7 +70,7 @@ def test_progress_without_estimate_uses_the_mean_of_finished_runs():
 @pytest.mark.parametrize("secs, text", [(0, "0 s"), (89, "89 s"), (90, "2 min"), (3500, "58 min"), (3599, "1 h 00 min"),
                                         (3600, "1 h 00 min"), (3 * 3600 + 5 * 60, "3 h 05 min")])
 def test_hms(secs, text):
-    assert E.hms(secs) == text
+    assert hms(secs) == text
 
 
 def test_real_step_timings_are_positive():

@@ -381,7 +381,7 @@ def test_resnet_report_end_to_end_answers_every_question(tmp_path):
     # header: budget, command, wall time, data files with size and hash, by file name only
     assert "**Budget:** `cpu`: every run on the full data" in md
     assert "**Command:** `normlab study resnet --data cifar10-jpeg.zip --out study --budget cpu`" in md
-    assert "**Wall time:** 13.0 min (sum of the runs' times); 2.08 h from the first start to the last finish " \
+    assert "**Wall time:** 13 min (sum of the runs' times); 2 h 05 min from the first start to the last finish " \
            "(2026-01-02 10:00 to 2026-01-02 12:05 UTC)" in md
     assert f"**Data files:** `cifar10-jpeg.zip` (123,456 bytes, SHA-256 `{SHA}`)" in md
     assert "(torch_bn and bn: 0, 1, 2)" in md

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Literal, Optional
 
 from normlab.study.grids import StudySettings, Variant
+from normlab.study.timefmt import hms
 from normlab.train.rundir import CONFIG, SUMMARY, append_jsonl, read_json
 
 EVENTS = "events.jsonl"
@@ -87,14 +88,6 @@ class ClusterSettings:
             raise ValueError(f"expected --jobs >= 1, got {self.max_in_flight}")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 class Progress:
     """Counts of the runs of this invocation, and the time left.
 
@@ -143,7 +136,7 @@ class Progress:
         left = ""
         secs = self.left_seconds()
         if secs is not None and self.done < self.total:
-            left = f"; about {_duration(secs)} left"
+            left = f"; about {hms(secs)} left"
         failed = f" ({self.failed} failed)" if self.failed else ""
         return (f"study: {self.done}/{self.total} done{failed}, {self.running} running, "
                 f"{queued} queued{left}")

@@ -185,14 +185,3 @@ def estimate_study(settings: StudySettings, tasks, threads: int, timer=None) -> 
         return est
     finally:
         torch.set_num_threads(old)
-
-
-def hms(seconds: float) -> str:
-    """``1 h 05 min`` / ``12 min`` / ``40 s``."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = int(round(seconds / 60))
-    if minutes < 60 and seconds < 3570:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"

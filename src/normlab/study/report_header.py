@@ -13,7 +13,8 @@ from typing import Optional
 
 from normlab.study.grids import StudySettings, get_budget
 from normlab.study.report_data import StudyData
-from normlab.study.report_render import fmt_count, hours, shown_path
+from normlab.study.report_render import fmt_count, shown_path
+from normlab.study.timefmt import hms
 
 DEFAULT_EMBEDDINGS = "glove-6b-50d"
 
@@ -78,12 +79,12 @@ def wall_time_line(study: StudyData) -> str:
     """Sum of the runs' times, and the span from the first start to the last finish where the runner
     recorded them (``started`` / ``finished`` in events.jsonl)."""
     times = [r.seconds for r in study.runs if r.seconds is not None]
-    line = f"**Wall time:** {hours(sum(times)) if times else 'unknown'} (sum of the runs' times)"
+    line = f"**Wall time:** {hms(sum(times)) if times else 'unknown'} (sum of the runs' times)"
     starts = [t for e in study.events if (t := _time(e.get("started"))) is not None]
     ends = [t for e in study.events if (t := _time(e.get("finished"))) is not None]
     if starts and ends and max(ends) >= min(starts):
         a, b = min(starts), max(ends)
-        line += (f"; {hours((b - a).total_seconds())} from the first start to the last finish "
+        line += (f"; {hms((b - a).total_seconds())} from the first start to the last finish "
                  f"({a:%Y-%m-%d %H:%M} to {b:%Y-%m-%d %H:%M} UTC)")
     return line
 

@@ -51,14 +51,6 @@ def pts(x: float) -> str:
     return f"{x:+.2f}"
 
 
-def hours(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
 # ----------------------------------------------------------------------------- document model
 # A report is a list of blocks rendered twice: to Markdown and to HTML.
 

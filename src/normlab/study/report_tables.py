@@ -8,7 +8,8 @@ show only the numbers each answer needs.
 from __future__ import annotations
 
 from normlab.study.report_data import SPLITS, StudyData
-from normlab.study.report_render import fmt_ints, fmt_num, fmt_pct, hours, scrub_paths
+from normlab.study.report_render import fmt_ints, fmt_num, fmt_pct, scrub_paths
+from normlab.study.timefmt import hms
 
 METRICS3 = (("accuracy", "acc"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"))
 
@@ -75,5 +76,5 @@ def runs_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
     for r in study.runs:
         msg = scrub_paths((r.summary or {}).get("message") or "")
         rows.append([f"{r.variant}/seed{r.seed}", r.status, msg,
-                     hours(r.seconds) if r.seconds is not None else "–"])
+                     hms(r.seconds) if r.seconds is not None else "–"])
     return header, rows

@@ -132,7 +132,8 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
 
     times = None
     if tasks and estimate:
-        from normlab.study.estimate import estimate_study, hms
+        from normlab.study.estimate import estimate_study
+        from normlab.study.timefmt import hms
 
         slots = max(1, min(settings.jobs, len(tasks)))
         threads = cluster.cpus_per_run or max(1, (os.cpu_count() or 1) // slots)
