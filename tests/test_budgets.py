@@ -72,7 +72,7 @@ def test_study_command_saves_the_budget_and_its_settings(tmp_path, monkeypatch, 
     seen = {}
 
     def fake_run_study(settings, **kw):  # the grid itself is tested in test_study.py
-        seen["settings"] = settings
+        seen["settings"], seen["estimate"] = settings, kw["estimate"]
         return 0
 
     monkeypatch.setattr(runner, "run_study", fake_run_study)
@@ -86,6 +86,9 @@ def test_study_command_saves_the_budget_and_its_settings(tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "budget 'cpu'" in out and "no GPU found" in out
     assert json.dumps(s.to_dict())  # serializable as study.json
+    assert seen["estimate"] is True  # the estimate is on by default ...
+    assert main(["study", "ner", "--data", str(data), "--out", str(tmp_path / "s"), "--no-estimate"]) == 0
+    assert seen["estimate"] is False  # ... and --no-estimate turns it off
 
 
 def test_a_short_epochs_override_drops_the_budgets_warm_up(capsys):

@@ -39,6 +39,9 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="run only these variants of the grid (default: all; see docs/study.md)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write the report at the end (default: write it)")
+    p.add_argument("--no-estimate", dest="estimate", action="store_false",
+                   help="start the runs at once, without first timing a few steps of each kind of run to print "
+                        "the estimated wall time (default: estimate)")
     p.add_argument("--run-arg", dest="extra_args", action="append", default=[], metavar="ARG",
                    help="an extra argument passed to every run unchanged (repeatable), e.g. --run-arg=--patience=5 "
                         "(default: none)")
@@ -152,7 +155,7 @@ def _run_study(args) -> int:
         _import_ray()
     check_study_inputs(settings)  # once, before the first run: bad input is one line, not N failed runs
     try:
-        return run_study(settings, report=args.report, cluster=cluster)
+        return run_study(settings, report=args.report, cluster=cluster, estimate=args.estimate)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume
         return 130
 
