@@ -236,6 +236,33 @@ def test_registry_refuses_bad_channel_count():
         make_norm("ln", 0)
 
 
+def test_groupnorm_state_dict_is_pytorchs_and_loads_into_nn_groupnorm():
+    """The group-membership matrix is not saved: checkpoints stay nn.GroupNorm's (weight, bias)."""
+    ours = make_norm("gn", 16, num_groups=4)
+    assert set(ours.state_dict()) == set(nn.GroupNorm(4, 16).state_dict()) == {"weight", "bias"}
+    nn.GroupNorm(4, 16).load_state_dict(ours.state_dict())
+
+
+@pytest.mark.parametrize("groups", [1, 2, 16])
+def test_groupnorm_extreme_group_counts_match_pytorch_with_gradients(groups):
+    """G=1 (LayerNorm) and G=C (InstanceNorm) through the same pooling, eager and on NHWC compiled."""
+    ours, ref = make_norm("gn", 16, num_groups=groups), nn.GroupNorm(groups, 16)
+    _randomize_affine(ours, seed=groups)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 16, 3, 3)
+    grad = torch.randn_like(x)
+    y0, gx0, gp0 = _fwd_bwd(ref, x, grad)
+    for fn, inp in ((ours, x), (torch.compile(ours, backend="aot_eager", fullgraph=True),
+                               x.contiguous(memory_format=torch.channels_last))):
+        ours.zero_grad(set_to_none=True)
+        y, gx, gp = _fwd_bwd(fn, inp, grad, owner=ours)
+        torch.testing.assert_close(y, y0, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gx, gx0, atol=1e-5, rtol=1e-5)
+        for key in gp0:
+            torch.testing.assert_close(gp[key], gp0[key], atol=1e-4, rtol=1e-5)
+    torch._dynamo.reset()
+
+
 def test_groupnorm_refuses_groups_not_dividing_channels():
     with pytest.raises(ValueError, match=r"expected num_groups to be a positive divisor of num_channels=16, got num_groups=32"):
         make_norm("gn", 16, num_groups=32)
