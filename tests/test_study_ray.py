@@ -214,7 +214,7 @@ def test_ray_study_equals_the_local_one_and_a_rerun_starts_nothing(tmp_path, ray
     for name in ("random-seed0", "glove-seed0"):
         assert f"starting {name} on node " in out and f"{name} finished in " in out
     assert "study: 2/2 done, 0 running, 0 queued" in out
-    assert re.search(r"study: 1/2 done, \d running, \d queued; about [\d.]+ ?(s|min|h) left", out)  # once one run has ended
+    assert re.search(r"study: 1/2 done, \d running, \d queued; about (\d+ h )?\d+ (s|min) left", out)  # once one run has ended
 
     for name in ("random", "glove"):
         a, b = local / f"runs/{name}/seed0", remote / f"runs/{name}/seed0"
