@@ -166,7 +166,7 @@ def record_end(out: Path, t: Task, returncode: Optional[int], seconds: float, pr
     progress.record(t.name, seconds, ok)
     if ok:
         status = read_json(t.dir / SUMMARY).get("status", "finished")
-        log(f"study: {t.name} {status} in {seconds:.0f}s{where}")
+        log(f"study: {t.name} {status} in {hms(seconds)}{where}")
     else:
         why = error or f"exit {returncode}"
         log(f"study: {t.name} failed ({why}){where}; last lines of its log:\n{tail(out / 'logs' / f'{t.name}.log')}")
