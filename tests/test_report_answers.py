@@ -456,3 +456,32 @@ def test_wall_time_and_data_files_without_runner_times(tmp_path):
     study = load_study(root)
     assert wall_time_line(study).startswith("**Wall time:**") and "first start" not in wall_time_line(study)
     assert data_files(study) == [f"`data/cifar.zip` (10 bytes, SHA-256 `{SHA}`)"]
+
+
+def test_header_command_names_every_variant_requested_over_all_invocations(tmp_path):
+    """--variants may change between invocations: the header shows the union, or none once it is the grid."""
+    root = tmp_path / "study"
+    _study_json(root, "resnet", data="cifar10-jpeg.zip", budget="cpu", epochs=20, variants=["bn", "gn"])
+    saved = read_json(root / "study.json")
+    assert load_study(root).settings.variants is None  # variants_requested is the whole grid
+    saved["variants_requested"] = ["torch_bn", "bn", "gn"]
+    atomic_write_json(root / "study.json", saved)
+    assert study_command(load_study(root).settings).endswith("--variants torch_bn bn gn")
+
+
+def test_percentile_answer_counts_finished_runs_only(tmp_path):
+    """A run in progress shows in the table with its epochs so far, but the answer is about whole runs."""
+    root = tmp_path / "study"
+    rng = np.random.default_rng(2)
+    _study_json(root, "resnet", data="cifar10-jpeg.zip", budget="cpu", epochs=3, sanity_seeds=1)
+    done = make_run(root, "resnet", "bn", 0, rng, epochs=3)
+    _quantiles(done, [(0, 0, 1, 1.0), (0, 0, 1, 2.0), (0, 0, 1, 3.0)])  # grew
+    running = make_run(root, "resnet", "gn", 0, rng, epochs=2, finished=False)
+    _quantiles(running, [(0, 0, 1, 4.0), (0, 0, 1, 1.0)])  # shrinking so far
+    from normlab.study.answers_resnet import percentile_ranges
+    study = load_study(root)
+    _, rows, ranges = percentile_ranges(study, ["bn", "gn"])
+    assert set(ranges) == {"bn"} and ranges["bn"] == (1.0, 3.0)
+    gn_row = next(r for r in rows if r[0] == "gn")
+    assert gn_row[1] == "1–2 (not finished)" and gn_row[-1] == "–"
+    assert "`gn`" not in " ".join(percentile_verdict(ranges).answer) and "`bn` (1 → 3" in percentile_verdict(ranges).answer[0]

@@ -319,10 +319,14 @@ def percentile_ranges(study: StudyData, names: list[str]):
         first = [float(series[q][1][0]) for q in QUANTILES]
         last = [float(series[q][1][-1]) for q in QUANTILES]
         rf, rl = first[3] - first[0], last[3] - last[0]
-        ranges[n] = (rf, rl)
         epochs = f"{series['q99'][0][0]:g}–{series['q99'][0][-1]:g}"
-        rows.append([n, epochs] + [f"{x:.4g}" for x in first + last] + [f"{rf:.4g}", f"{rl:.4g}",
-                                                                        range_change(rf, rl)])
+        if v.available:  # the answer speaks of whole runs only; a run in progress is shown, not counted
+            ranges[n] = (rf, rl)
+            trend = range_change(rf, rl)
+        else:
+            epochs += " (not finished)"
+            trend = "–"
+        rows.append([n, epochs] + [f"{x:.4g}" for x in first + last] + [f"{rf:.4g}", f"{rl:.4g}", trend])
     return header, rows, ranges
 
 

@@ -13,6 +13,8 @@ report never fails because part of the grid is missing.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -180,6 +182,12 @@ def load_study(root: Path) -> StudyData:
     rule = settings.small_batch_lr if settings else "linear"
     grid = study["grid"] if study else [{"name": v.name, "label": v.label, **v.settings}
                                         for v in variants_for(kind, rule)]
+    if settings is not None and study.get("variants_requested"):
+        # The study is every variant any of its invocations asked for (``--variants`` may
+        # change between them), not the last invocation's list.
+        requested = list(study["variants_requested"])
+        whole = {g["name"] for g in grid} <= set(requested)
+        settings = dataclasses.replace(settings, variants=None if whole else requested)
     left_out = (study or {}).get("left_out", {})
     events = read_jsonl(root / EVENTS)
     seconds = _run_seconds(events)
