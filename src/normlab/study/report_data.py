@@ -13,11 +13,9 @@ report never fails because part of the grid is missing.
 
 from __future__ import annotations
 
-import dataclasses
-
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -187,7 +185,7 @@ def load_study(root: Path) -> StudyData:
         # change between them), not the last invocation's list.
         requested = list(study["variants_requested"])
         whole = {g["name"] for g in grid} <= set(requested)
-        settings = dataclasses.replace(settings, variants=None if whole else requested)
+        settings = replace(settings, variants=None if whole else requested)
     left_out = (study or {}).get("left_out", {})
     events = read_jsonl(root / EVENTS)
     seconds = _run_seconds(events)
