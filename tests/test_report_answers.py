@@ -262,8 +262,8 @@ def test_crf_init_statement_states_the_initialization_and_why():
 
 
 def test_study_command_is_rebuilt_from_the_settings_without_absolute_paths():
-    s = StudySettings(kind="ner", out="/abs/place/studies/ner", data="../shared/data/gmb/ner.csv.zip", epochs=8,
-                      budget="cpu", jobs=2, extra_args=["--patience", "3", "--eval-every=50"])
+    s = StudySettings(kind="ner", out="/abs/place/studies/ner", data="../shared/data/gmb/ner.csv.zip",
+                      epochs=get_budget("ner", "cpu").epochs, budget="cpu", jobs=2, extra_args=["--patience", "3", "--eval-every=50"])
     assert study_command(s) == ("normlab study ner --data ../shared/data/gmb/ner.csv.zip --out ner --budget cpu "
                                 "--jobs 2 --run-arg=--eval-every=50")
     r = StudySettings(kind="resnet", out="studies/resnet", data="/abs/data/cifar10-jpeg.zip", epochs=5, budget="cpu",
@@ -393,7 +393,8 @@ def test_resnet_report_end_to_end_answers_every_question(tmp_path):
 def test_ner_report_end_to_end_answers_every_question(tmp_path):
     root = tmp_path / "study"
     rng = np.random.default_rng(2)
-    settings = _study_json(root, "ner", data="/abs/gmb/ner_dataset.csv.zip", budget="cpu", epochs=8,
+    settings = _study_json(root, "ner", data="/abs/gmb/ner_dataset.csv.zip", budget="cpu",
+                           epochs=get_budget("ner", "cpu").epochs,
                            extra_args=["--patience", "3"])
     ent = {"random": 0.70, "random50": 0.72, "glove": 0.78, "glove_char": 0.82, "glove_char_ln": 0.8205,
            "crf": 0.85, "crf_ln": 0.84, "crf_free": 0.83}
