@@ -33,8 +33,8 @@ RESNET_SMALL_BATCH = 8
 # most 50 epochs, its default; a NER study capped below that is a shortened one.
 NER_FULL_EPOCHS = 50
 # The NER `cpu` budget's cap: 8 epochs (the first shipped study) left every run still
-# improving; on an idle 2-core CPU a run costs about a minute per epoch, so 15 epochs for
-# 8 runs, two at a time, stay within the budget's 2 hours (docs/results/README.md).
+# improving; at 15 epochs the 8 runs took 68 min, two at a time on a shared 2-core CPU
+# (docs/results/README.md), within the 2 hours the budget may take.
 NER_CPU_EPOCHS = 15
 # The variants of the sanity check (our BN against nn.BatchNorm2d): run with several seeds
 # in every budget, so that the report can tell their gap from seed noise.
@@ -78,7 +78,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                       f"every run on the full GMB split for at most {NER_CPU_EPOCHS} epochs, early stopping "
                       "(patience 3) on "
                       "validation entity F1",
-                      "about 2 hours on a 2-core AVX-512 CPU (see docs/results/README.md)"),
+                      "about 70 minutes on a 2-core AVX-512 CPU, at most 2 hours (see docs/results/README.md)"),
     },
 }
 
