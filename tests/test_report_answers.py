@@ -263,7 +263,8 @@ def test_crf_init_statement_states_the_initialization_and_why():
 
 def test_study_command_is_rebuilt_from_the_settings_without_absolute_paths():
     s = StudySettings(kind="ner", out="/abs/place/studies/ner", data="../shared/data/gmb/ner.csv.zip",
-                      epochs=get_budget("ner", "cpu").epochs, budget="cpu", jobs=2, extra_args=["--patience", "3", "--eval-every=50"])
+                      epochs=get_budget("ner", "cpu").epochs, budget="cpu", jobs=2,
+                      extra_args=["--patience", "3", "--eval-every=50"])
     assert study_command(s) == ("normlab study ner --data ../shared/data/gmb/ner.csv.zip --out ner --budget cpu "
                                 "--jobs 2 --run-arg=--eval-every=50")
     r = StudySettings(kind="resnet", out="studies/resnet", data="/abs/data/cifar10-jpeg.zip", epochs=5, budget="cpu",

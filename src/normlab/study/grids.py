@@ -76,8 +76,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                        "validation entity F1", "about 3 hours on a 2-core CPU"),
         "cpu": Budget("cpu", NER_CPU_EPOCHS, ("--patience", "3"), 1,
                       f"every run on the full GMB split for at most {NER_CPU_EPOCHS} epochs, early stopping "
-                      "(patience 3) on "
-                      "validation entity F1",
+                      "(patience 3) on validation entity F1",
                       "about 70 minutes on a 2-core AVX-512 CPU, at most 2 hours (see docs/results/README.md)"),
     },
 }
