@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import fcntl
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -328,3 +330,24 @@ def test_gpus_come_from_cuda_visible_devices(monkeypatch):
     assert _gpu_list("cpu") == []  # --device cpu: processes on the CPU, no GPU handed out
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert _gpu_list("auto") == []
+
+
+def test_more_seeds_continue_a_study_and_fewer_keep_the_saved_ones(tmp_path):
+    """Seeds only grow: a rerun with --seeds 3 adds seeds 1 and 2 to a 1-seed study (its finished
+    runs count), and a later rerun with --seeds 1 neither refuses nor forgets them."""
+    s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", seeds=1, variants=["crf"])
+    d = tmp_path / "runs/crf/seed0"
+    d.mkdir(parents=True)
+    atomic_write_json(d / "config.json", {})
+    atomic_write_json(d / "summary.json", {})
+    atomic_write_json(tmp_path / "study.json", {"kind": "ner", "settings": s.to_dict()})
+    more = dataclasses.replace(s, seeds=3)
+    assert [(t.variant.name, t.seed) for t in plan(more)] == [("crf", 1), ("crf", 2)]
+    for seed in (1, 2):  # as if the rerun had finished them
+        atomic_write_json(tmp_path / f"runs/crf/seed{seed}/config.json", {})
+        atomic_write_json(tmp_path / f"runs/crf/seed{seed}/summary.json", {})
+    assert run_study(more, report=False, estimate=False) == 0
+    assert json.loads((tmp_path / "study.json").read_text())["seeds"] == [0, 1, 2]
+    assert run_study(s, report=False, estimate=False) == 0  # fewer: accepted, and the saved seeds stay
+    saved = json.loads((tmp_path / "study.json").read_text())
+    assert saved["seeds"] == [0, 1, 2] and saved["settings"]["seeds"] == 3

@@ -203,7 +203,9 @@ class StudySettings:
     """Everything a study shares across its runs; saved in ``study.json``.
 
     A rerun must use the same settings (except those in ``FREE_KEYS``), so
-    that resumed runs and finished ones belong to the same experiment.
+    that resumed runs and finished ones belong to the same experiment. ``seeds``
+    and ``sanity_seeds`` may grow: the runs already finished count, and the study
+    keeps the larger number.
     """
 
     kind: Kind
@@ -229,6 +231,7 @@ class StudySettings:
     extra_args: list[str] = field(default_factory=list)  # passed to every run unchanged
 
     FREE_KEYS = ("out", "device", "jobs", "variants")
+    GROWING_KEYS = ("seeds", "sanity_seeds")  # more seeds add runs to the same experiment
 
     def seed_list(self, variant: Optional[str] = None) -> list[int]:
         """The seeds of ``variant`` (the sanity-check variants may have more), or of the others."""

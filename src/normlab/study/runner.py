@@ -29,6 +29,7 @@ instead, and dies with the Ray worker that started it.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import time
@@ -55,7 +56,7 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
     if old.kind != settings.kind:
         raise ValueError(f"{path} holds a {old.kind} study, not a {settings.kind} one; choose another --out")
     a, b = old.to_dict(), settings.to_dict()
-    diffs = [k for k in a if k not in StudySettings.FREE_KEYS and a[k] != b[k]]
+    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS and a[k] != b[k]]
     if diffs:
         detail = ", ".join(f"{k}: saved {a[k]!r}, now {b[k]!r}" for k in diffs)
         raise ValueError(f"{out} holds a study with other settings ({detail}); "
@@ -114,6 +115,10 @@ def run_study(settings: StudySettings, *, report: bool = True,
 def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> int:
     saved = _check_settings(out, settings)
     tasks = plan(settings)
+    if saved:  # seeds only grow: the study keeps every seed it has run, whatever this call asks for
+        old = saved["settings"]
+        settings = dataclasses.replace(settings, **{k: max(old[k], getattr(settings, k))
+                                                    for k in StudySettings.GROWING_KEYS if k in old})
     requested = sorted(set(saved.get("variants_requested", []))
                        | {v.name for v in select_variants(settings.kind, settings.variants, settings.small_batch_lr)},
                        key=[v.name for v in variants_for(settings.kind)].index)
