@@ -27,6 +27,29 @@ SHARED_DATA = Path(os.environ.get("NORMLAB_TEST_DATA", ROOT.parent / "shared" / 
 os.environ.setdefault("NORMLAB_CACHE", str(ROOT / ".cache" / "tests"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped, with the reason, where torch sees no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                                   "run on a GPU machine: pytest -m gpu")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test not marked ``gpu`` runs on the CPU, also on a GPU machine: ``device="auto"``
+    and the CLI's default then pick the CPU, in this process and in the subprocesses it starts
+    (they inherit CUDA_VISIBLE_DEVICES), so the suite asserts the same things everywhere."""
+    if "gpu" in request.keywords:
+        return
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"real test data not found at {path}; set NORMLAB_TEST_DATA to the folder holding it")

@@ -164,6 +164,13 @@ class _CellAffine(torch.autograd.Function):
         return tuple(out)
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def normalize(x: Tensor, coefs: CoefFn, *params: Tensor, groups: Groups = "cell") -> tuple[Tensor, Tensor, Tensor]:
     """Apply ``y = x * scale + shift`` with (scale, shift) = coefs(cell_mean, cell_var, *params).
 
@@ -179,6 +186,13 @@ def normalize(x: Tensor, coefs: CoefFn, *params: Tensor, groups: Groups = "cell"
         y (B, C, H, W), and the detached per-cell mean and variance, each (B, C) (under
         ``torch.compile`` with int ``groups``: per group, (B, G)).
     """
+    if x.dtype in (torch.float16, torch.bfloat16) or _autocast_on(x.device.type):
+        # Statistics in float32, as autocast runs nn.BatchNorm2d and nn.GroupNorm: a bf16 mean
+        # is off by up to |mean| * 2^-8, a shift of 0.15 sigma per cell at |mean| / sigma = 40,
+        # and autocast would run GroupNorm's pooling matmuls in bf16. The output keeps x's dtype.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y, mean, var = normalize(x.float(), coefs, *params, groups=groups)
+        return y.to(x.dtype), mean, var
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
     if _is_compiling():
         mean, var = group_stats(x, groups)

@@ -245,7 +245,8 @@ def _take(a, idx: np.ndarray) -> torch.Tensor:
 
 
 def _data_generator(device: torch.device, seed: int) -> torch.Generator:
-    gen = torch.Generator(device=device.type if device.type != "mps" else "cpu")
+    # The device itself, index included: a generator on cuda:0 for data on cuda:1 would copy every draw.
+    gen = torch.Generator(device=device if device.type != "mps" else "cpu")
     gen.manual_seed(seed)
     return gen
 
@@ -455,7 +456,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         except RuntimeError:  # saved by a generator of another device type (--device changed)
             log("warning: the data order cannot be restored on this device; the resumed run will not "
                 "repeat the uninterrupted one exactly", err=True)
-        rundir.restore_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in ckpt["rng"].items()})
+        rundir.restore_rng_state(ckpt["rng"])
         state = {k: ckpt[k] for k in state}
         records = [r for r in rundir.read_jsonl(out / rundir.METRICS) if r["epoch"] <= state["epoch"]]
         rundir.rewrite_jsonl(out / rundir.METRICS, records)

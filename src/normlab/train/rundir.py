@@ -217,18 +217,6 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def rng_state() -> dict:
-    """Every RNG state a run depends on, for exact resumption."""
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
 def rng_state_for_checkpoint() -> dict:
     """``rng_state`` in a form ``weights_only`` loading accepts (tensors and plain values)."""
     py = random.getstate()
@@ -244,14 +232,36 @@ def rng_state_for_checkpoint() -> dict:
     return state
 
 
+def _to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor nested in lists, tuples and dicts on the CPU.
+
+    ``torch.load(map_location=device)`` also moves the tensors nested in a saved RNG
+    state (numpy's key, the CUDA states) to ``device``; RNG setters take CPU byte tensors.
+    """
+    if torch.is_tensor(obj):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def restore_rng_state(state: dict) -> None:
+    """Set every RNG from ``rng_state_for_checkpoint()``'s dict, whatever device its tensors were loaded to.
+
+    CUDA states are restored for the GPUs visible now (a checkpoint saved on more GPUs
+    than are visible restores the first ones; one saved on fewer leaves the others seeded).
+    """
+    state = _to_cpu(state)
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -1,0 +1,115 @@
+"""The CUDA path's logic, checked without a GPU (issue 18): RNG restore after map_location,
+statistics under bf16 autocast, the data generator's device. tests/test_gpu.py runs the
+same on a real GPU when one is there."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from normlab.norms import make_norm
+from normlab.train import rundir
+from normlab.train.resnet import _data_generator
+
+
+class _DeviceTensor(torch.Tensor):
+    """A tensor that, like a CUDA tensor, refuses ``.numpy()`` and RNG setters until moved with ``.cpu()``."""
+
+    def numpy(self, *a, **k):  # noqa: D102
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first")
+
+    def cpu(self, *a, **k):  # noqa: D102
+        return torch.Tensor(self.as_subclass(torch.Tensor).clone())
+
+
+def _on_device(obj):
+    """What torch.load(map_location=cuda) does to a saved RNG state: every nested tensor moves."""
+    if torch.is_tensor(obj):
+        return obj.as_subclass(_DeviceTensor)
+    if isinstance(obj, dict):
+        return {k: _on_device(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_device(v) for v in obj)
+    return obj
+
+
+def test_rng_state_loaded_onto_a_device_restores_every_generator(tmp_path):
+    rundir.seed_everything(3)
+    rundir.atomic_torch_save({"rng": rundir.rng_state_for_checkpoint()}, tmp_path / "c.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    state = _on_device(rundir.load_checkpoint(tmp_path / "c.pt")["rng"])
+    with pytest.raises(TypeError, match="cpu"):  # the failure of issue 18 finding 1
+        state["numpy"][1].numpy()
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    rundir.restore_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_rng_state_with_more_gpus_than_visible_restores_the_visible_ones(monkeypatch):
+    calls = []
+    state = rundir.rng_state_for_checkpoint()
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8) + i for i in range(4)]  # saved on 4 GPUs
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: calls.append((int(s[0]), i)))
+    rundir.restore_rng_state(state)
+    assert calls == [(0, 0), (1, 1)]
+
+
+@pytest.mark.parametrize("name,ref", [("bn", lambda: nn.BatchNorm2d(16)), ("gn", lambda: nn.GroupNorm(8, 16)),
+                                      ("ln", lambda: nn.GroupNorm(1, 16)), ("in", lambda: nn.GroupNorm(16, 16))])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_bf16_autocast_takes_statistics_in_float32(name, ref, compiled):
+    """Under bf16 autocast our norms are as exact as PyTorch's own (whose statistics are float32):
+    at |mean| / sigma = 40 bf16 statistics put every output off by about 0.15."""
+    torch.manual_seed(0)
+    ours, theirs = make_norm(name, 16), ref()
+    x = (torch.randn(8, 16, 8, 8) * 0.5 + 20.0).bfloat16()
+    exact = theirs(x.float())  # float32 throughout
+    layer = torch.compile(ours) if compiled else ours
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+        y_ref = theirs(x)
+    assert y.dtype == x.dtype
+    err, err_ref = (y.float() - exact).abs().max().item(), (y_ref.float() - exact).abs().max().item()
+    assert err <= err_ref + 1e-3 and err < 0.03, (err, err_ref)
+
+
+def test_bf16_autocast_gradients_match_float32():
+    torch.manual_seed(0)
+    ours = make_norm("gn", 16)
+    x = (torch.randn(4, 16, 8, 8) * 0.5 + 20.0).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours(x).float().square().sum().backward()
+    xf = x.detach().float().requires_grad_()
+    ref = nn.GroupNorm(8, 16)
+    ref(xf).square().sum().backward()
+    assert torch.allclose(ours.weight.grad, ref.weight.grad, rtol=0.02, atol=0.5)
+
+
+def test_data_generator_keeps_the_device_index():
+    gen = _data_generator(torch.device("cpu"), 5)
+    assert gen.device == torch.device("cpu") and gen.initial_seed() == 5
+    seen = []
+
+    class FakeGenerator:
+        def __init__(self, device):
+            seen.append(device)
+
+        def manual_seed(self, s):
+            return self
+
+    import normlab.train.resnet as r
+
+    real = r.torch.Generator
+    try:
+        r.torch.Generator = FakeGenerator
+        _data_generator(torch.device("cuda", 3), 0)
+        _data_generator(torch.device("mps"), 0)
+    finally:
+        r.torch.Generator = real
+    assert seen == [torch.device("cuda", 3), "cpu"]
