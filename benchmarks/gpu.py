@@ -311,6 +311,16 @@ def best_mode(steps: dict, norm: str, batch: int) -> tuple[str, dict] | None:
     return (min(found)[1], min(found)[2]) if found else None
 
 
+def wall_time(runs: list[tuple[float, float]], k: int) -> float:
+    """Wall time of runs (alone-seconds, aggregate speed-up of k sharing the GPU) done k at a time.
+
+    The work divided by the speed-up, but never less than the longest run as it goes when
+    sharing (k / speed-up times slower than alone): a run cannot be split across slots.
+    """
+    work = sum(t / s for t, s in runs)
+    return max(work, max(t * k / s for t, s in runs))
+
+
 def estimates(steps: dict, ner: dict, share: dict, device) -> dict:
     """Wall time of the full studies from the measurements (None where something is missing)."""
     from normlab.study.grids import NER_FULL_EPOCHS, RESNET_FULL_EPOCHS, SANITY_VARIANTS, ner_variants, resnet_variants
@@ -336,7 +346,8 @@ def estimates(steps: dict, ner: dict, share: dict, device) -> dict:
         out["resnet"]["by_k"] = {}
         for k, r in share.items():
             if k.startswith("K=") and "speedup" in r:
-                out["resnet"]["by_k"][k] = sum(x["run_s"] / r["speedup"][f"b{x['batch']}"] for x in runs)
+                out["resnet"]["by_k"][k] = wall_time([(x["run_s"], r["speedup"][f"b{x['batch']}"]) for x in runs],
+                                                     int(k[2:]))
     ner_runs, ner_missing = [], []
     for v in ner_variants():
         kind = next(k for k, (_, names) in NER_KINDS.items() if v.name in names)
@@ -349,8 +360,11 @@ def estimates(steps: dict, ner: dict, share: dict, device) -> dict:
     if ner_runs and not ner_missing:
         out["ner"]["one_at_a_time_s"] = sum(ner_runs)
         speed = [r["speedup"]["b8"] for k, r in share.items() if k.startswith("K=") and "speedup" in r]
-        if speed:  # NER steps are launch-bound like batch-8 ResNet steps: the best K's speed-up
-            out["ner"]["best_k_s"] = sum(ner_runs) / max(speed)
+        best = max(((r["speedup"]["b8"], int(k[2:])) for k, r in share.items()
+                    if k.startswith("K=") and "speedup" in r), default=None)
+        if best:  # NER steps are launch-bound like batch-8 ResNet steps: their best K's speed-up
+            out["ner"]["best_k"] = best[1]
+            out["ner"]["best_k_s"] = wall_time([(t, best[0]) for t in ner_runs], best[1])
     return out
 
 
@@ -389,7 +403,7 @@ def table(result: dict) -> str:
     for study in ("resnet", "ner"):
         e = est.get(study, {})
         if "one_at_a_time_s" in e:
-            ks = e.get("by_k") or ({"best K": e["best_k_s"]} if "best_k_s" in e else {})
+            ks = e.get("by_k") or ({f"K={e['best_k']}": e["best_k_s"]} if "best_k_s" in e else {})
             more = ", ".join(f"{k}: {v / 60:.1f} min" for k, v in ks.items())
             lines.append(f"{study} study estimate: {e['one_at_a_time_s'] / 60:.1f} min one run at a time"
                          + (f"; {more}" if more else ""))
