@@ -54,6 +54,7 @@ def test_auto_budget_follows_the_device_count_and_says_why(monkeypatch, gpus, na
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     said = []
     b = resolve_budget("resnet", "auto", "auto", say=said.append)
     assert b.name == name

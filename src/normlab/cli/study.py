@@ -32,8 +32,9 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                         + ", drawn at random with the split seed (the same N for every seed; a shortened "
                           "study, for quick looks; default: all)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="runs at once (local default 1): one per GPU in CUDA_VISIBLE_DEVICES where there are "
-                        "several, else processes sharing the CPU cores; on Ray a cap (default: what the cluster fits)")
+                   help="runs at once. Local default: 4 per GPU the study uses (measured to fill an H200: "
+                        "benchmarks/README.md), spread round-robin over CUDA_VISIBLE_DEVICES; 1 without a GPU "
+                        "(runs share the CPU cores). On Ray a cap (default: what the cluster fits, 4 runs a GPU)")
     p.add_argument("--device", default="auto", help="passed to every run (default auto)")
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="run only these variants of the grid (default: all; see docs/study.md)")
@@ -131,11 +132,12 @@ def _run_study(args) -> int:
         if getattr(args, key, None) is not None:
             setattr(args, key, _rel(getattr(args, key)))
     rule = getattr(args, "small_batch_lr", "linear")
-    budget = resolve_budget(args.kind, args.budget, args.device)
+    budget = resolve_budget(args.kind, args.budget, args.device, out=args.out)
     settings = StudySettings(
         kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed,
         epochs=args.epochs if args.epochs is not None else budget.epochs,
-        limit_train=args.limit_train, device=args.device, jobs=1 if args.jobs is None else args.jobs,
+        limit_train=args.limit_train, device=args.device,
+        jobs=(default_jobs(args.device) if args.cluster == "local" else 1) if args.jobs is None else args.jobs,
         variants=args.variants,
         data=args.data[0] if isinstance(args.data, list) and len(args.data) == 1 else args.data,
         extra_args=[*budget_run_args(budget, args.epochs), *args.extra_args], budget=budget.name,
@@ -174,22 +176,46 @@ def budget_run_args(budget, epochs) -> list[str]:
 
 
 def gpu_count(device: str) -> int:
-    """GPUs a study on ``device`` would use (0 for --device cpu or without CUDA)."""
-    if device not in ("auto", "cuda") and not device.startswith("cuda"):
-        return 0
+    """GPUs a study on ``device`` would use (0 for --device cpu or without CUDA, 1 for cuda:N)."""
+    from normlab.hardware import torch_gpu_count
+
+    return torch_gpu_count(device)
+
+
+def default_jobs(device: str) -> int:
+    """Local runs at once without --jobs: RUNS_PER_GPU on each GPU the study uses, else 1."""
+    from normlab.hardware import RUNS_PER_GPU
+
+    return RUNS_PER_GPU * gpu_count(device) or 1
+
+
+def saved_budget(out: str) -> str | None:
+    """The budget of the study already in ``out`` (None when there is none)."""
+    from normlab.train.rundir import read_json
+
+    path = Path(out) / "study.json"
+    if not path.is_file():
+        return None
     try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - a torch without CUDA support
-        return 0
+        return read_json(path)["settings"].get("budget")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # a broken study.json is reported by the runner, naming the file
 
 
-def resolve_budget(kind: str, name: str, device: str, say=print):
-    """The Budget named by --budget; ``auto`` picks by the GPUs found and says which and why."""
+def resolve_budget(kind: str, name: str, device: str, say=print, out: str | None = None):
+    """The Budget named by --budget; ``auto`` continues a saved study at its budget, else picks
+    by the GPUs found, and says which and why."""
+    from normlab.hardware import unusable_gpus_message
     from normlab.study.grids import choose_budget, get_budget
 
-    if name == "auto":
+    if name == "auto" and out is not None and saved_budget(out) is not None:
+        name = saved_budget(out)
+        say(f"study: budget '{name}' (continuing the study in {out} at the budget it started with)")
+    elif name == "auto":
+        if device in ("auto", "cuda"):
+            warning = unusable_gpus_message()
+            if warning:
+                say(f"study: warning: {warning}")
         name, why = choose_budget(gpu_count(device))
         say(f"study: budget '{name}' ({why})")
     budget = get_budget(kind, name)

@@ -2,7 +2,8 @@
 
 Before a study starts, ``estimate_study`` times a few training steps of each distinct kind of
 run in the grid (a ResNet per norm and batch size, a tagger per head/char/layer-norm setting)
-on random data of the real shapes, in eager mode, with the CPU threads each run will get, and
+on random data of the real shapes, in eager mode, on the device the runs will use (the GPU on a
+GPU machine, slowed by the measured cost of sharing it) with the CPU threads each run will get, and
 scales them by the run's steps (epochs x steps per epoch, plus the validation passes). It is
 an estimate: compiling, the data pipeline and early stopping are not timed, and a machine
 shared with other work runs slower. While a study runs, ``backends.Progress`` rescales the
@@ -31,6 +32,7 @@ class Estimate:
 
     per_run: dict[str, float] = field(default_factory=dict)
     jobs: int = 1
+    device: str = "cpu"  # where the steps were timed: the device the runs will use
 
     @property
     def total(self) -> float:
@@ -58,8 +60,22 @@ def _time_steps(step: Callable[[], None], warmup: int = 1, steps: int = 3) -> fl
     return times[len(times) // 2]
 
 
-def resnet_step_seconds(norm: str, batch_size: int) -> tuple[float, float]:
-    """(training step, evaluation of 256 images) seconds of ResNet-14 with ``norm``, eager, NCHW."""
+def _synced(step: Callable[[], None], device) -> Callable[[], None]:
+    """``step`` followed by a wait for the device, so that a GPU's queued work is timed too."""
+    import torch
+
+    if getattr(device, "type", "cpu") != "cuda":
+        return step
+
+    def run() -> None:
+        step()
+        torch.cuda.synchronize(device)
+
+    return run
+
+
+def resnet_step_seconds(norm: str, batch_size: int, device=None) -> tuple[float, float]:
+    """(training step, evaluation of 256 images) seconds of ResNet-14 with ``norm``, eager, NCHW, on ``device``."""
     import torch
     import torch.nn.functional as F
 
@@ -67,9 +83,11 @@ def resnet_step_seconds(norm: str, batch_size: int) -> tuple[float, float]:
     from normlab.norms import DEFAULT_GN_GROUPS
 
     torch.manual_seed(0)
-    model = ResNet(2, 10, norm=norm, norm_kwargs={"num_groups": DEFAULT_GN_GROUPS} if norm == "gn" else {})
+    device = device or torch.device("cpu")
+    model = ResNet(2, 10, norm=norm, norm_kwargs={"num_groups": DEFAULT_GN_GROUPS} if norm == "gn" else {}).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
+    x = torch.randn(batch_size, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch_size,), device=device)
 
     def train_step():
         loss = F.cross_entropy(model(x), y)
@@ -77,19 +95,20 @@ def resnet_step_seconds(norm: str, batch_size: int) -> tuple[float, float]:
         loss.backward()
         opt.step()
 
-    train = _time_steps(train_step)
+    train = _time_steps(_synced(train_step, device))
     model.eval()
-    xe = torch.randn(256, 3, 32, 32)
+    xe = torch.randn(256, 3, 32, 32, device=device)
 
     def eval_step():
         with torch.no_grad():
             model(xe)
 
-    return train, _time_steps(eval_step, warmup=1, steps=1)
+    return train, _time_steps(_synced(eval_step, device), warmup=1, steps=1)
 
 
-def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_MEAN_LENGTH) -> tuple[float, float]:
-    """(training step, evaluation of one batch) seconds of the tagger ``settings`` describe."""
+def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_MEAN_LENGTH,
+                     device=None) -> tuple[float, float]:
+    """(training step, evaluation of one batch) seconds of the tagger ``settings`` describe, on ``device``."""
     import torch
 
     from normlab.models.tagger import BiLSTMTagger, TaggerBatch
@@ -102,6 +121,7 @@ def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_ME
                          hidden=100, char_dim=25, char_hidden=25, dropout=0.5,
                          layer_norm=bool(settings.get("layer_norm")), crf=bool(settings.get("crf")),
                          tag_names=tags)
+    device = device or torch.device("cpu")
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     lengths = torch.randint(max(1, length // 2), length * 3 // 2 + 1, (batch_size,))
     T = int(lengths.max())
@@ -109,6 +129,7 @@ def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_ME
     batch = TaggerBatch(words=torch.randint(2, 30000, (batch_size, T)), mask=mask,
                         chars=torch.randint(1, 100, (batch_size, T, 8)) if char else None,
                         tags=torch.randint(0, len(tags), (batch_size, T)))
+    model, batch = model.to(device), batch.to(device)
 
     def train_step():
         loss = model.loss(batch, reduction="sum")
@@ -116,14 +137,14 @@ def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_ME
         loss.backward()
         opt.step()
 
-    train = _time_steps(train_step)
+    train = _time_steps(_synced(train_step, device))
     model.eval()
 
     def eval_step():
         with torch.no_grad():
             model.decode(model.emissions(batch), batch.mask)
 
-    return train, _time_steps(eval_step, warmup=1, steps=1)
+    return train, _time_steps(_synced(eval_step, device), warmup=1, steps=1)
 
 
 def _extra(settings: StudySettings, flag: str) -> Optional[str]:
@@ -170,17 +191,30 @@ def estimate_study(settings: StudySettings, tasks, threads: int, timer=None) -> 
 
     Each distinct kind of run is timed once (a few steps) and the timing reused.
     """
+    import functools
+
     import torch
 
+    from normlab.hardware import SHARING_SPEEDUP, torch_gpu_count
+    from normlab.train.rundir import select_device
+
+    device = select_device(settings.device)  # the runs' device: a GPU machine's estimate times the GPU
+    if timer is None:
+        timer = functools.partial(resnet_step_seconds if settings.kind == "resnet" else ner_step_seconds,
+                                  device=device)
+    # Runs sharing a GPU each go slower: k runs on one GPU went SHARING_SPEEDUP[k] times as fast as one.
+    per_gpu = settings.jobs / max(1, torch_gpu_count(settings.device)) if device.type == "cuda" else 1
+    k = max((n for n in SHARING_SPEEDUP if n <= per_gpu), default=1)
+    slowdown = k / SHARING_SPEEDUP[k]
     old = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
         cache: dict[tuple, float] = {}
-        est = Estimate(jobs=settings.jobs)
+        est = Estimate(jobs=settings.jobs, device=str(device))
         for t in tasks:
             key = tuple(sorted((k, str(v)) for k, v in t.variant.settings.items()))
             if key not in cache:
-                cache[key] = run_seconds(settings, t.variant, timer)
+                cache[key] = run_seconds(settings, t.variant, timer) * slowdown
             est.per_run[t.name] = cache[key]
         return est
     finally:

@@ -2,7 +2,7 @@
 
 A task runs the same ``normlab <kind> train ...`` command as the local backend
 (``grids.run_command``), as a child process of the Ray worker, and asks the
-cluster for what the run needs: one GPU where the cluster has GPUs (and the
+cluster for what the run needs: a quarter of a GPU (``RUNS_PER_GPU``) where the cluster has GPUs (and the
 study's ``--device`` allows them), else ``--cpus-per-run`` CPUs (default 1);
 the run's thread count (``OMP_NUM_THREADS``) is set to those CPUs.
 
@@ -46,6 +46,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
+from normlab.hardware import RUNS_PER_GPU
 from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state, shown_command
 from normlab.study.grids import StudySettings, run_command
 from normlab.study.grids import run_dir as grid_run_dir
@@ -268,7 +269,8 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         per_run_cpus = cluster.cpus_per_run or 1
         if not use_gpu and per_run_cpus > cpus:
             raise ValueError(f"expected --cpus-per-run <= the cluster's {cpus} CPUs, got {per_run_cpus}")
-        slots = gpus if use_gpu else cpus // per_run_cpus
+        # Several runs share a GPU (RUNS_PER_GPU, measured to fill one): each asks for that fraction.
+        slots = gpus * RUNS_PER_GPU if use_gpu else cpus // per_run_cpus
         if cluster.max_in_flight:
             slots = min(slots, cluster.max_in_flight)
         token = uuid.uuid4().hex
@@ -277,9 +279,9 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         (out / "logs").mkdir(exist_ok=True)
         board = ray.remote(num_cpus=0)(_Board).remote()
         task_fn = ray.remote(run_on_worker).options(
-            num_cpus=per_run_cpus, num_gpus=1 if use_gpu else 0, max_retries=cluster.max_retries,
+            num_cpus=per_run_cpus, num_gpus=1 / RUNS_PER_GPU if use_gpu else 0, max_retries=cluster.max_retries,
             retry_exceptions=False, name="normlab-run")
-        ask = f"1 GPU and {per_run_cpus} CPU(s)" if use_gpu else f"{per_run_cpus} CPU(s)"
+        ask = f"1/{RUNS_PER_GPU} GPU and {per_run_cpus} CPU(s)" if use_gpu else f"{per_run_cpus} CPU(s)"
         log(f"study: {len(tasks)} run(s) on the Ray cluster ({cpus} CPUs, {gpus} GPUs), each asking for {ask}; "
             f"up to {slots} at once")
         base = dict(settings=settings, cwd=os.getcwd(), study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),

@@ -144,7 +144,8 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         threads = cluster.cpus_per_run or max(1, (os.cpu_count() or 1) // slots)
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
         est = estimate_study(settings, tasks, threads=threads)
-        where = "on this machine" if cluster.backend == "local" else "if the cluster runs them as fast as this machine"
+        where = (f"on this machine ({est.device})" if cluster.backend == "local"
+                 else f"if the cluster runs them as fast as this machine ({est.device})")
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         if busy > (os.cpu_count() or 1):
             where += (f", timed while the machine was busy (load average {busy:.1f} on {os.cpu_count()} cores): "
