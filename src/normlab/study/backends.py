@@ -36,8 +36,10 @@ EVENTS = "events.jsonl"
 Log = Callable[[str], None]
 
 
-def progress_of(path: Path) -> tuple[Optional[float], Optional[float]]:
+def progress_of(path: Optional[Path]) -> tuple[Optional[float], Optional[float]]:
     """(update, epoch) of the last evaluation in a run directory's metrics.jsonl; (None, None) without one."""
+    if path is None:
+        return None, None
     try:
         recs = read_jsonl(Path(path) / METRICS)
     except (OSError, ValueError):

@@ -268,7 +268,7 @@ def load_study(root: Path) -> StudyData:
         # The study is every variant any of its invocations asked for (``--variants`` may
         # change between them), not the last invocation's list.
         requested = list(study["variants_requested"])
-        whole = {g["name"] for g in grid} <= set(requested)
+        whole = set(requested) == {v.name for v in variants_for(kind, rule)}  # the default grid, no more
         settings = replace(settings, variants=None if whole else requested)
     left_out = (study or {}).get("left_out", {})
     events = read_jsonl(root / EVENTS)
