@@ -352,7 +352,7 @@ def test_resnet_report_end_to_end_answers_every_question(tmp_path):
     assert "`nn` 5 at epoch 1, down to 2 at epoch 3 (0.40× the start)" in answer
     assert "`gn` 2 at epoch 1, 2 at epoch 3 (1.00× the start)" in answer
     # the shortened-budget caveat in every section, and the glance list links to each section
-    assert md.count("Shortened study (the 'cpu' budget") == 4
+    assert md.count("Shortened study (the 'cpu' budget") == 5  # the four questions and the GN anomaly section
     assert "- [Batch size: is GN less sensitive than BN to batch 8 instead of 128?](#batch-size-is-gn-less-sensitive-" \
            "than-bn-to-batch-8-instead-of-128) `bn` is less sensitive" in md
     assert 'id="batch-size-is-gn-less-sensitive-than-bn-to-batch-8-instead-of-128"' in page
@@ -416,7 +416,7 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     assert "| glove_char | softmax | – | 250 |" in init
     assert "Chosen initialization (`crf`, `crf_ln`)" in init and "`crf_free` starts every transition at 0" in init
     assert "`crf` against `crf_free` on test entity F1: 85.00% against 83.00%, a difference of +2.00 points" in init
-    assert md.count("**Caveat.**") == 5
+    assert md.count("**Caveat.**") == 6  # five questions and the GloVe anomaly section
     assert "**Command:** `normlab study ner --data ner_dataset.csv.zip --out study --budget cpu`" in md
     assert f"`ner_dataset.csv.zip` (3,319,491 bytes, SHA-256 `{SHA}`)" in md
     assert "glove_6B_50d.npy" in md and "/abs/emb" not in md

@@ -13,6 +13,8 @@ Where to look:
 - ``answers_common``: how a comparison is worded (ties, signs, seed spread);
 - ``answers_resnet``: sanity check, six-way comparison, batch size, feature percentiles;
 - ``answers_ner``: pretrained vs random, characters, layer norm, CRF vs softmax, CRF initialization;
+- ``answers_stats``: differences with 95% intervals over seeds; ``answers_training``: equal training, stops;
+- ``answers_anomalies``: why GloVe does not help, why GN/LN/IN trail (the anomaly variants);
 - ``report_header``: hardware, torch, budget, command, wall time, data files;
 - ``report_tables``: the appendix's wide tables;
 - ``report_plots``: the figures; ``report_render``: Markdown and HTML.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from normlab.study.answers_anomalies import anomaly_sections
 from normlab.study.answers_common import Section
 from normlab.study.answers_ner import embeddings_table, ner_curve_sentences, ner_sections
 from normlab.study.answers_resnet import SIX, resnet_sections, sanity_curve_sentences
@@ -104,6 +107,7 @@ def build_report(study: StudyData, out: Path) -> Doc:
                    + ", ".join(unfinished) + ".")
     doc.bullets(header_lines(study))
     sections = resnet_sections(study, out) if study.kind == "resnet" else ner_sections(study, out)
+    sections += anomaly_sections(study, out)
     doc.h(2, "Answers at a glance")
     doc.bullets([f"[{s.title}](#{anchor(s.title)}) {s.verdict.headline}"
                  for s in sections])
