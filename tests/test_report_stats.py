@@ -239,3 +239,34 @@ def test_report_times_sum_every_attempt_and_name_the_longest_run(tmp_path):
     assert line.startswith("**Wall time:** 3 min summed over the runs and all their attempts (4 attempts of 2 "
                            "runs; 1 of them left no line in events.jsonl and count with their epochs' own times, 4 s")
     assert "the longest run, `bn/seed0`, took 2 min (its first epoch 2 s)" in line
+
+
+# ----------------------------------------------------------------------------- figures and captions
+
+
+def test_zoomed_axis_holds_the_band_after_the_climb_and_lines_differ():
+    from normlab.study.report_plots import distinct_style, zoom_limits
+
+    xs = np.arange(1, 101, dtype=float)
+    a = np.concatenate([np.linspace(10, 80, 25), np.full(75, 82.0)])
+    b = np.concatenate([np.linspace(10, 79, 25), np.full(75, 83.0)])
+    b[60] = 50.0  # one dip
+    lo, hi = zoom_limits([(xs, a), (xs, b)], 0.25)
+    assert 79 < lo < 82 and 83 < hi < 84  # the climb and the single dip are left below
+    styles = [distinct_style(i) for i in range(8)]
+    assert len({(s["color"], s["linestyle"], s["marker"]) for s in styles}) == 8
+    assert len({(s["linestyle"], s["marker"]) for s in styles}) == 8  # apart in grey too
+    assert zoom_limits([(np.array([]), np.array([]))], 0.25) is None
+
+
+def test_ner_curve_caption_says_the_train_curve_is_on_a_subsample(tmp_path):
+    from normlab.study.report import write_report
+
+    d = make_run(tmp_path, "ner", "glove", 0, np.random.default_rng(0))
+    cfg = read_json(d / "config.json")
+    cfg["config"]["train_eval_size"] = 2000
+    cfg["data"]["sizes"] = {"train": 28775, "val": 9592, "test": 9592}
+    atomic_write_json(d / "config.json", cfg)
+    md = write_report(tmp_path)[0].read_text()
+    assert "train (dashed: measured on a fixed random subsample of 2,000 of the 28,775 training sentences" in md
+    assert "the y axis is zoomed to the band" in md
