@@ -270,3 +270,73 @@ def test_ner_curve_caption_says_the_train_curve_is_on_a_subsample(tmp_path):
     md = write_report(tmp_path)[0].read_text()
     assert "train (dashed: measured on a fixed random subsample of 2,000 of the 28,775 training sentences" in md
     assert "the y axis is zoomed to the band" in md
+
+
+# ----------------------------------------------------------------------------- the table of claims
+
+
+def _resnet_acc(root: Path, accs: dict[str, tuple[float, ...]]):
+    for name, vals in accs.items():
+        for seed, a in enumerate(vals):
+            d = make_run(root, "resnet", name, seed, np.random.default_rng(seed))
+            s = read_json(d / "summary.json")
+            s["metrics"]["test"]["accuracy"] = a
+            atomic_write_json(d / "summary.json", s)
+
+
+def three(c, w=0.001):
+    return (c - w, c, c + w)
+
+
+def test_resnet_claims_reproduced_not_reproduced_and_inconclusive(tmp_path):
+    from normlab.study.answers_claims import resnet_claims
+
+    _resnet_acc(tmp_path / "a", {"torch_bn": three(0.83), "bn": three(0.8302), "in": three(0.78), "ln": three(0.77),
+                                 "gn": three(0.77), "bn_b8": three(0.78), "gn_b8": three(0.7701)})
+    rows = {r[0].split(" (")[0]: r for r in resnet_claims(load_study(tmp_path / "a"))}
+    assert rows["Our BN computes what `nn.BatchNorm2d` does"][3] == "**reproduced**"
+    assert rows["BN beats IN, LN and GN at a large batch"][3] == "**reproduced**"
+    assert rows["GN is less sensitive than BN to batch 8 instead of 128"][3] == "**reproduced**"
+    assert "`bn` − `torch_bn` test accuracy: +0.02 [" in rows["Our BN computes what `nn.BatchNorm2d` does"][2]
+
+    _resnet_acc(tmp_path / "b", {"torch_bn": three(0.83), "bn": three(0.80), "in": three(0.85), "ln": (0.77,),
+                                 "gn": three(0.77), "bn_b8": three(0.80), "gn_b8": three(0.70)})
+    rows = {r[0].split(" (")[0]: r for r in resnet_claims(load_study(tmp_path / "b"))}
+    assert rows["Our BN computes what `nn.BatchNorm2d` does"][3] == "**not reproduced**"
+    assert rows["BN beats IN, LN and GN at a large batch"][3] == "**not reproduced**"
+    assert rows["BN beats IN, LN and GN at a large batch"][4] == "detectably above `bn`: `in`"
+    assert rows["GN is less sensitive than BN to batch 8 instead of 128"][3] == "**not reproduced**"
+
+    _resnet_acc(tmp_path / "c", {"torch_bn": (0.83,), "bn": (0.82,), "in": (0.78,), "ln": (0.77,), "gn": (0.77,),
+                                 "bn_b8": (0.78,), "gn_b8": (0.77,)})
+    for r in resnet_claims(load_study(tmp_path / "c")):
+        assert r[3] == "**inconclusive at this budget**" and "n = 1" in r[2]
+
+
+def test_ner_claims_use_matched_updates_and_counts(tmp_path):
+    from normlab.study.answers_claims import ner_claims
+
+    for seed in range(3):
+        _ner_run(tmp_path, "glove", seed, [0.5, 0.70 + seed * 0.001], "finished", test_f1=0.70 + seed * 0.001)
+        _ner_run(tmp_path, "random50", seed, [0.5, 0.75 + seed * 0.001], "finished", test_f1=0.75 + seed * 0.001)
+    rows = {r[0]: r for r in ner_claims(load_study(tmp_path))}
+    glove = rows["Pretrained embeddings help (GloVe against random, same dimension)"]
+    assert glove[3] == "**not reproduced**" and glove[2].startswith("`glove` − `random50` test entity F1: -5.00 [")
+    chars = rows["Character features help"]
+    assert chars[3] == "**inconclusive at this budget**" and chars[4] == "a side has no finished run"
+    crf = rows["The CRF initialization (BIO-invalid transitions fixed at -10,000) gives only valid output"]
+    assert crf[3] == "**inconclusive at this budget**"  # no crf run: no count
+    for variant, counts in (("crf", 0), ("glove_char", 300)):
+        d = _ner_run(tmp_path, variant, 0, [0.5, 0.6], "finished")
+        s = read_json(d / "summary.json")
+        s["metrics"]["test"]["invalid_transitions"] = counts
+        atomic_write_json(d / "summary.json", s)
+    rows = {r[0]: r for r in ner_claims(load_study(tmp_path))}
+    crf = rows["The CRF initialization (BIO-invalid transitions fixed at -10,000) gives only valid output"]
+    assert crf[3] == "**reproduced**" and "`crf` 0, `crf_free` n/a, `glove_char` 300" in crf[2]
+    s = read_json(tmp_path / "runs/crf/seed0/summary.json")
+    s["metrics"]["test"]["invalid_transitions"] = 2
+    atomic_write_json(tmp_path / "runs/crf/seed0/summary.json", s)
+    rows = {r[0]: r for r in ner_claims(load_study(tmp_path))}
+    assert rows["The CRF initialization (BIO-invalid transitions fixed at -10,000) gives only valid output"][3] == \
+        "**not reproduced**"

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from normlab.study.answers_common import Measured, Section, Verdict
-from normlab.study.answers_stats import Spread, difference_sentence, pooled_spread
+from normlab.study.answers_stats import Estimate, Spread, difference, difference_sentence, pooled_spread
 from normlab.study.answers_training import Matched, matched, stop_text
 from normlab.study.report_data import StudyData
 from normlab.study.report_plots import plot_bars
@@ -195,6 +195,18 @@ def compare_pair(study: StudyData, a: str, b: str, spreads: Optional[dict] = Non
             "a_type": _m(study, a, "type_micro_f1"), "b_type": _m(study, b, "type_micro_f1")}
     m = matched(study, [a, b], "val_entity_f1", "val_type_micro_f1", x="step")
     return pair_verdict(a, b, test, m, study_spreads(study) if spreads is None else spreads)
+
+
+def pair_estimate(study: StudyData, a: str, b: str) -> tuple[Optional[Estimate], str]:
+    """The entity-F1 difference ``a`` - ``b`` an answer rests on, and what it is: test numbers when they
+    compare equal training, else validation at the best checkpoint up to the last common update."""
+    spreads = study_spreads(study)
+    m = matched(study, [a, b], "val_entity_f1", x="step")
+    if m is None or m.equal:
+        return difference(_m(study, a, "entity_f1"), _m(study, b, "entity_f1"), spreads[("test", "entity_f1")]), \
+            f"test {ENTITY}"
+    return difference(m.val[a], m.val[b], spreads[("val", "entity_f1")]), \
+        f"validation {ENTITY} at {m.unit(m.limit)} (unequal stops)"
 
 
 def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, note) -> Section:

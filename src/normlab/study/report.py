@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from normlab.study.answers_anomalies import anomaly_sections
+from normlab.study.answers_claims import claims_table
 from normlab.study.answers_common import Section
 from normlab.study.answers_ner import embeddings_table, ner_curve_sentences, ner_sections
 from normlab.study.answers_resnet import SIX, resnet_sections, sanity_curve_sentences
@@ -144,6 +145,12 @@ def build_report(study: StudyData, out: Path) -> Doc:
           + ("For NER, micro and macro F1 leave out the O tag; entity F1 counts whole spans (conlleval); "
              "type-token micro F1 scores each token's entity type with the B-/I- prefix stripped and O left out, "
              "the measure of public NER benchmarks." if study.kind == "ner" else ""))
+    doc.h(2, "Claims tested")
+    doc.p("Each claim the study tests, our measurement (the difference in points with its 95% Welch interval over "
+          "seeds; n = seeds per side) and the verdict: reproduced when the interval lies on the claimed side of 0, "
+          "not reproduced when it lies on the other side, inconclusive at this budget when it covers 0 or when a "
+          "side has one seed (no interval exists).")
+    doc.table(*claims_table(study))
     caveat = shortened_caveat(study)
     for sec in sections:
         _render_section(doc, sec, caveat)
