@@ -340,3 +340,31 @@ def test_ner_claims_use_matched_updates_and_counts(tmp_path):
     rows = {r[0]: r for r in ner_claims(load_study(tmp_path))}
     assert rows["The CRF initialization (BIO-invalid transitions fixed at -10,000) gives only valid output"][3] == \
         "**not reproduced**"
+
+
+def test_resnet_equal_training_note_for_equal_and_unequal_stops(tmp_path):
+    from normlab.study.answers_resnet import equal_training_note
+
+    rng = np.random.default_rng(0)
+    make_run(tmp_path, "resnet", "bn", 0, rng, epochs=3)
+    make_run(tmp_path, "resnet", "gn", 0, rng, epochs=3)
+    assert equal_training_note(load_study(tmp_path), ["bn", "gn"]) == \
+        "Equal training: every run compared stopped at the same point (`bn` cap (3 epochs); `gn` cap (3 epochs))."
+    d = make_run(tmp_path, "resnet", "ln", 0, rng, epochs=2)
+    s = read_json(d / "summary.json")
+    s["status"] = "early_stopped"
+    atomic_write_json(d / "summary.json", s)
+    bn = tmp_path / "runs/bn/seed0/metrics.jsonl"
+    recs = [json.loads(line) for line in bn.read_text().splitlines()]
+    for rec, acc in zip(recs, (0.5, 0.6, 0.7)):  # bn's best is at epoch 3, after ln stopped
+        rec["val_accuracy"] = acc
+    bn.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    note = equal_training_note(load_study(tmp_path), ["bn", "ln"])
+    assert note.startswith("Unequal training (`bn` cap (3 epochs); `ln` plateau after 2 epochs): the test numbers "
+                           "above come from each run's own best checkpoint.")
+    assert "the best checkpoint up to epoch 2" in note and "validation accuracy `bn` 60.00%" in note
+    for rec, acc in zip(recs, (0.5, 0.8, 0.7)):  # now its best is at epoch 2: the test numbers compare equally
+        rec["val_accuracy"] = acc
+    bn.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert equal_training_note(load_study(tmp_path), ["bn", "ln"]).startswith(
+        "Equal training: the runs stopped at different points")

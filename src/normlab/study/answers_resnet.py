@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from normlab.study.answers_common import Measured, Section, Verdict, cannot, diff_points, ranking_sentence
+from normlab.study.answers_training import matched
 from normlab.study.answers_stats import (Estimate, Spread, combination, difference, difference_sentence,
                                          estimate_cell, interval_text, pooled_spread, reference_sentence)
 from normlab.study.report_data import QUANTILES, StudyData
@@ -262,6 +263,24 @@ def study_spread(study: StudyData, key: str = "accuracy", split: str = "test") -
     return pooled_spread([_m(study, v.name, key, split) for v in study.variants])
 
 
+def equal_training_note(study: StudyData, names: list[str]) -> Optional[str]:
+    """Whether the runs compared trained equally (epochs); test numbers are those of each run's best checkpoint.
+
+    ResNet runs record test metrics for their final best checkpoint only, so a comparison after unequal
+    stops is flagged rather than re-done: the statement names each run's stop."""
+    m = matched(study, [n for n in names if study.get(n) is not None and study.get(n).available],
+                "val_accuracy", x="epoch")
+    if m is None:
+        return None
+    if m.same_stop or m.equal:
+        return m.statement([n for n in names if n in m.stops])
+    stops = "; ".join(f"`{n}` " + ", ".join(m.stops[n]) for n in names if n in m.stops)
+    return (f"Unequal training ({stops}): the test numbers above come from each run's own best checkpoint. At equal "
+            f"training, the best checkpoint up to {m.unit(m.limit)} (the last all of them reached, chosen on "
+            f"validation; test metrics exist only for the final best checkpoint) has validation accuracy "
+            + ", ".join(f"`{n}` {m.val[n].short()}" for n in names if n in m.val) + ".")
+
+
 def sanity_section(study: StudyData, out: Path) -> Section:
     ref, ours = _m(study, "torch_bn"), _m(study, "bn")
     fig = plot_bars(out / "report-sanity.png", ["torch_bn", "bn"],
@@ -278,6 +297,9 @@ def sanity_section(study: StudyData, out: Path) -> Section:
     miss = study.missing_sentence(["torch_bn", "bn"])
     if miss:
         v.caveats.insert(0, miss)
+    eq = equal_training_note(study, ["torch_bn", "bn"])
+    if eq:
+        v.answer.append(eq)
     return Section(SANITY_TITLE, (fig, "test accuracy of torch_bn and bn: bars are means over seeds, dots the "
                                        "seeds, error bars one standard deviation"),
                    [(["seed", "torch_bn test acc %", "bn test acc %"], rows)], v)
@@ -302,6 +324,9 @@ def six_way_section(study: StudyData, out: Path) -> Section:
         rows.append([n, str(m.n), m.short(), micro.short(), macro.short(), delta,
                      fmt_ints(vr.summary_values("best_epoch")), f"{div} of {len(vr.finished)}" if div else "no"])
     v = six_way_verdict(items, spread=spread)
+    eq = equal_training_note(study, list(SIX))
+    if eq:
+        v.answer.append(eq)
     miss = study.missing_sentence(list(SIX))
     if miss:
         v.caveats.insert(0, miss)
@@ -328,6 +353,13 @@ def batch_section(study: StudyData, out: Path) -> Section:
         big, small = ms[norm], ms[f"{norm}_b8"]
         rows.append([norm, big.short(), small.short(), estimate_cell(difference(small, big, spread))])
     v = sensitivity_verdict("bn", ms["bn"], ms["bn_b8"], "gn", ms["gn"], ms["gn_b8"], spread)
+    eq = equal_training_note(study, ["bn", "bn_b8", "gn", "gn_b8"])
+    if eq:
+        sizes = [study.get(n).settings.get("batch_size") for n in ("bn", "bn_b8") if study.get(n)]
+        ratio = (f"{sizes[0] // sizes[1]} times as many updates per epoch" if len(sizes) == 2 and all(sizes)
+                 and sizes[0] % sizes[1] == 0 else "more updates per epoch")
+        v.answer.append(eq + f" The small batch takes {ratio}: the comparison is at equal epochs (passes over the "
+                             "data), not updates.")
     claim = gn_claim_sentence(less_sensitive("bn", ms["bn"], ms["bn_b8"], "gn", ms["gn"], ms["gn_b8"], spread))
     if claim:
         v.answer.append(claim)

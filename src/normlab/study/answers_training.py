@@ -94,6 +94,9 @@ class Matched:
         """Which comparison the answer makes, and why."""
         stops = "; ".join(f"`{n}` " + ", ".join(self.stops[n]) for n in names)
         if self.same_stop:
+            kinds = {t for n in names for t in self.stops[n]}
+            if len(kinds) == 1 and sum(len(self.stops[n]) for n in names) > 2:
+                return f"Equal training: every run compared stopped at the same point ({kinds.pop()})."
             return f"Equal training: every run compared stopped at the same point ({stops})."
         if self.equal:
             return (f"Equal training: the runs stopped at different points ({stops}), but every run's best "
