@@ -114,7 +114,7 @@ def test_claim_verdicts_for_every_sign_tie_and_one_seed():
 
 def test_equality_claims_need_the_interval_inside_the_margin():
     tight = difference(M("a", 0.910, 0.911, 0.912), M("b", 0.9105, 0.9115, 0.9125))
-    assert claim_verdict(tight, "equal", margin=1.0) == ("reproduced", "the interval lies within ±1 points")
+    assert claim_verdict(tight, "equal", margin=1.0) == ("reproduced", "the interval lies within ±1 point")
     wide = difference(M("a", 0.80, 0.81, 0.82), M("b", 0.805, 0.815, 0.825))
     assert claim_verdict(wide, "equal", margin=1.0)[0] == "inconclusive at this budget"
     assert claim_verdict(difference(A3, B3), "equal", margin=1.0) == ("not reproduced", "the interval excludes 0")

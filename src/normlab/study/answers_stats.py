@@ -204,8 +204,9 @@ def claim_verdict(e: Optional[Estimate], expected: Literal["higher", "lower", "e
         if e.lo > 0 or e.hi < 0:
             return "not reproduced", "the interval excludes 0"
         if -margin <= e.lo and e.hi <= margin:
-            return "reproduced", f"the interval lies within ±{margin:g} points"
-        return "inconclusive at this budget", f"the interval covers 0 but reaches past ±{margin:g} points"
+            return "reproduced", f"the interval lies within ±{margin:g} point{'' if margin == 1 else 's'}"
+        return "inconclusive at this budget", (f"the interval covers 0 but reaches past ±{margin:g} "
+                                               f"point{'' if margin == 1 else 's'}")
     d = e.direction
     if d == "none":
         return "inconclusive at this budget", "the interval covers 0"
