@@ -181,8 +181,8 @@ def glove_section(study: StudyData, out: Path, command: str) -> Section:
                                             "test entity F1", spread))
         if all(m.values for m in tr.values()):
             slower = tr["glove"].mean < min(tr["random50"].mean, tr["random"].mean)
-            v.answer.append(f"The GloVe run {'fits the training set less' if slower else 'fits the training set at least as well'} "
-                            "(train micro F1 at the best checkpoint: "
+            how = "fits the training set less" if slower else "fits the training set at least as well"
+            v.answer.append(f"The GloVe run {how} (train micro F1 at the best checkpoint: "
                             + ", ".join(f"`{n}` {m.short()}" for n, m in tr.items()) + ").")
     scale_tests = [Test("glove_small", "glove", "higher"), Test("random50_large", "random50", "lower")]
     scale_verdict, scale_said = _judge(study, scale_tests, "entity_f1", "test entity F1", spread)

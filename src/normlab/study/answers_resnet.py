@@ -20,10 +20,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from normlab.study.answers_common import Measured, Section, Verdict, cannot, diff_points, ranking_sentence
-from normlab.study.answers_training import matched
+from normlab.study.answers_common import Measured, Section, Verdict, cannot, ranking_sentence
 from normlab.study.answers_stats import (Estimate, Spread, combination, difference, difference_sentence,
                                          estimate_cell, interval_text, pooled_spread, reference_sentence)
+from normlab.study.answers_training import matched
 from normlab.study.report_data import QUANTILES, StudyData
 from normlab.study.report_plots import plot_bars, plot_quantiles
 from normlab.study.report_render import fmt_ints
@@ -337,7 +337,8 @@ def six_way_section(study: StudyData, out: Path) -> Section:
             for n in div) + ".")
     return Section(SIX_TITLE, (fig, "test accuracy of the six variants: bars are means over seeds, error bars one "
                                     "standard deviation where there are several seeds"),
-                   [(["variant", "seeds", "test acc", "test micro F1", "test macro F1", "Δ acc vs bn, points [95% interval]",
+                   [(["variant", "seeds", "test acc", "test micro F1", "test macro F1",
+                      "Δ acc vs bn, points [95% interval]",
                       "best epoch", "diverged"], rows)], v)
 
 

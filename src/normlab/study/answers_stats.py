@@ -210,7 +210,8 @@ def claim_verdict(e: Optional[Estimate], expected: Literal["higher", "lower", "e
     d = e.direction
     if d == "none":
         return "inconclusive at this budget", "the interval covers 0"
-    return ("reproduced" if d == expected else "not reproduced"), f"the interval lies {'above' if d == 'higher' else 'below'} 0"
+    side = "above" if d == "higher" else "below"
+    return ("reproduced" if d == expected else "not reproduced"), f"the interval lies {side} 0"
 
 
 def estimate_cell(e: Optional[Estimate]) -> str:
