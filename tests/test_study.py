@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from normlab.study import grids
-from normlab.study.grids import StudySettings, run_command, select_variants, small_batch_lr
+from normlab.study.grids import StudySettings, run_command, select_variants, small_batch_lr, variants_for
 from normlab.study.runner import LOCK, plan, run_state, run_study
 from normlab.train.rundir import atomic_write_json, read_json, read_jsonl
 
@@ -75,7 +75,7 @@ def test_resnet_command_carries_the_study_settings():
 
 
 def test_unknown_variant_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="expected variants among torch_bn, bn, in, bin, ln, gn, nn, bn_b8, gn_b8, got bn8"):
+    with pytest.raises(ValueError, match="expected variants among torch_bn, bn, in, bin, ln, gn, nn, bn_b8, gn_b8, gn_g2, .*, got bn8"):
         select_variants("resnet", ["bn", "bn8"])
     assert [v.name for v in select_variants("ner", ["crf", "random"])] == ["random", "crf"]
 
@@ -311,7 +311,8 @@ def test_resnet_mini_study_two_jobs(tmp_path, cifar_zip):
     ta = read_json(out / "runs/torch_bn/seed0/summary.json")["metrics"]["test"]["accuracy"] * 100
     tb = read_json(out / "runs/bn/seed0/summary.json")["metrics"]["test"]["accuracy"] * 100
     assert f"Test accuracy: `torch_bn` {ta:.2f}% (one seed); `bn` {tb:.2f}% (one seed)." in md
-    assert f"The gap of the means ({tb - ta:+.2f} points for `bn`)" in md
+    assert f"`bn` against `torch_bn` on test accuracy: {tb:.2f}% against {ta:.2f}%, a difference of {tb - ta:+.2f} " \
+           "points; no interval exists: `bn` and `torch_bn` have one seed (n = 1)" in md
     page = out / "report.html"
     dom = open_in_chromium(page, tmp_path)
     assert f"IMAGES {page.read_text().count('<img ')} LOADED ALL ERRORS 0" in dom
@@ -351,3 +352,20 @@ def test_more_seeds_continue_a_study_and_fewer_keep_the_saved_ones(tmp_path):
     assert run_study(s, report=False, estimate=False) == 0  # fewer: accepted, and the saved seeds stay
     saved = json.loads((tmp_path / "study.json").read_text())
     assert saved["seeds"] == [0, 1, 2] and saved["settings"]["seeds"] == 3
+
+
+def test_anomaly_variants_run_only_when_named_and_join_the_saved_grid(tmp_path):
+    """The default grid never plans an anomaly variant; naming one adds it to study.json's grid, and a later
+    run of the default grid keeps it there (the report reads it)."""
+    s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", variants=["crf", "glove_small"])
+    assert [t.variant.name for t in plan(dataclasses.replace(s, variants=None))] == \
+        [v.name for v in variants_for("ner")]
+    for v in ("crf", "glove_small"):  # as if they had finished
+        atomic_write_json(tmp_path / f"runs/{v}/seed0/config.json", {})
+        atomic_write_json(tmp_path / f"runs/{v}/seed0/summary.json", {})
+    assert run_study(s, report=False, estimate=False) == 0
+    saved = json.loads((tmp_path / "study.json").read_text())
+    names = [g["name"] for g in saved["grid"]]
+    assert names == [v.name for v in variants_for("ner")] + ["glove_small"]
+    assert saved["variants_requested"] == ["crf", "glove_small"]
+    assert next(g for g in saved["grid"] if g["name"] == "glove_small")["embedding_std"] == 0.1414

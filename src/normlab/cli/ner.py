@@ -49,6 +49,9 @@ def register(sub) -> None:
                    help="let the CRF learn every transition (default: BIO-invalid ones such as O->I-x are forbidden)")
     t.add_argument("--word-dim", type=int, default=d.word_dim, metavar="N",
                    help=f"size of random word vectors; pretrained ones bring their own (default {d.word_dim})")
+    t.add_argument("--embedding-std", type=finite_float, default=d.embedding_std, metavar="S",
+                   help="rescale the initial word vectors (pretrained or random) to element standard deviation S "
+                        "(default: as they come: GloVe 6B 50-d 0.644, random 1/sqrt(--word-dim))")
     t.add_argument("--hidden", type=int, default=d.hidden, metavar="N",
                    help=f"word BiLSTM units each way (default {d.hidden})")
     t.add_argument("--char-dim", type=int, default=d.char_dim, metavar="N",

@@ -1,26 +1,13 @@
 """How the report words a comparison: pure functions of numbers, shared by both studies.
 
-Every sentence the report states about results comes from a function here or in
-``answers_resnet`` / ``answers_ner`` that takes numbers (per-seed values as
-fractions, 0.913 = 91.3%) and returns text, so that each wording can be tested
-with hand-made numbers for every sign and tie (``tests/test_report_answers.py``).
-
-Two thresholds decide the wording; both are in points (percentage points):
-
-- ``TIE_POINTS`` = 0.1: two means closer than this "tie" (and two changes
-  closer than this in size are "equally" large). 0.1 points is 10 images of
-  CIFAR-10's 10,000 test images, below what any of the studies' questions
-  turns on, and it keeps the report from calling a 0.01-point gap a win.
-- ``ONE_SEED_NOISE_POINTS`` = 0.5: with one seed per variant the seed spread is
-  unknown; the report then warns that a difference under 0.5 points may be
-  noise. The seed-to-seed standard deviation of a CIFAR-10 ResNet's test
-  accuracy is typically 0.1-0.3 points (He et al. 2016, Table 6: ± 0.16 over
-  5 runs of ResNet-110), so 0.5 points is two to three of those; the NER
-  study's F1 scores vary by a similar amount between seeds.
-
-With several seeds, a difference is "within the seed spread" when it is no
-larger than the largest sample standard deviation (ddof=1) over seeds among the
-variants compared.
+Every sentence the report states about results comes from a function here, in
+``answers_stats`` (differences with their 95% intervals over seeds, and the
+noise threshold from the study's own seed spread) or in ``answers_resnet`` /
+``answers_ner``: each takes numbers (per-seed values as fractions, 0.913 = 91.3%)
+and returns text, so that each wording is tested with hand-made numbers for every
+sign and tie (``tests/test_report_answers.py``). No threshold here is a constant:
+whether a difference is noise is decided by its interval, or, with one seed, by
+the seed spread the study measured (``answers_stats``).
 """
 
 from __future__ import annotations
@@ -30,9 +17,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-
-TIE_POINTS = 0.1
-ONE_SEED_NOISE_POINTS = 0.5
 
 
 @dataclass(frozen=True)
@@ -106,33 +90,6 @@ def diff_points(a: Measured, b: Measured) -> float:
     return round(a.mean - b.mean, 6)
 
 
-def is_tie(d: float) -> bool:
-    return abs(d) < TIE_POINTS
-
-
-def seed_spread(*ms: Measured) -> Optional[tuple[float, str]]:
-    """The largest standard deviation over seeds among ``ms`` (points) and whose it is; None if no
-    variant has two seeds."""
-    known = [(m.std, m.name) for m in ms if m.std is not None]
-    return max(known) if known else None
-
-
-def spread_caveat(d: float, *ms: Measured) -> str:
-    """Whether a difference of ``d`` points is within the seed spread of ``ms``, or the one-seed warning."""
-    size = abs(d)
-    spread = seed_spread(*ms)
-    if spread is None:
-        if size < ONE_SEED_NOISE_POINTS:
-            return (f"One seed per variant, so the seed spread is unknown: a difference under "
-                    f"{ONE_SEED_NOISE_POINTS:g} points may be noise, and this one ({size:.2f} points) is under that.")
-        return (f"One seed per variant, so the seed spread is unknown: a difference under "
-                f"{ONE_SEED_NOISE_POINTS:g} points may be noise; this one ({size:.2f} points) is larger.")
-    std, whose = spread
-    where = "within" if size <= std else "outside"
-    return (f"The difference ({size:.2f} points) is {where} the seed spread (the largest standard deviation "
-            f"over seeds, `{whose}`'s, is {std:.2f} points).")
-
-
 def cannot(a: Measured, b: Measured, what: str) -> Optional[str]:
     """The sentence for a comparison that lacks a side, else None."""
     gone = [m.name for m in (a, b) if not m.values]
@@ -142,35 +99,14 @@ def cannot(a: Measured, b: Measured, what: str) -> Optional[str]:
             + " and ".join(f"`{n}`" for n in gone) + f" {'has' if len(gone) == 1 else 'have'} no value.")
 
 
-def compare_sentence(a: Measured, b: Measured, metric: str, split: str = "test") -> str:
-    """'`a` beats `b` by N points on test <metric> (x against y).' / 'tie' / 'trails'."""
-    what = f"{split} {metric}"
-    miss = cannot(a, b, what)
-    if miss:
-        return miss
-    d = diff_points(a, b)
-    if is_tie(d):
-        return (f"`{a.name}` and `{b.name}` tie on {what}: {a.short()} and {b.short()} "
-                f"(a difference under {TIE_POINTS:g} points).")
-    verb = "beats" if d > 0 else "trails"
-    return f"`{a.name}` {verb} `{b.name}` by {abs(d):.2f} points on {what} ({a.short()} against {b.short()})."
-
-
-def compare(a: Measured, b: Measured, metric: str, split: str = "test") -> Verdict:
-    """A comparison with its seed caveat (none for a tie or a missing side)."""
-    v = Verdict([compare_sentence(a, b, metric, split)])
-    if a.values and b.values and not is_tie(diff_points(a, b)):
-        v.caveats.append(spread_caveat(diff_points(a, b), a, b))
-    return v
-
-
 def ranking(items: Sequence[Measured]) -> list[tuple[int, list[Measured]]]:
-    """Competition ranking by mean, best first; a variant within ``TIE_POINTS`` of the first
-    of a group shares its rank (1, 2, 2, 4). Variants without values are left out."""
+    """Competition ranking by mean, best first; variants whose means are equal as shown (two decimals)
+    share a rank (1, 2, 2, 4). Variants without values are left out. Whether two ranks differ by more
+    than seed noise is for ``answers_stats`` to say."""
     have = sorted((m for m in items if m.values), key=lambda m: -m.mean)
     groups: list[tuple[int, list[Measured]]] = []
     for i, m in enumerate(have):
-        if groups and is_tie(groups[-1][1][0].mean - m.mean):
+        if groups and round(groups[-1][1][0].mean, 2) == round(m.mean, 2):
             groups[-1][1].append(m)
         else:
             groups.append((i + 1, [m]))
@@ -184,30 +120,9 @@ def ranking_sentence(items: Sequence[Measured], metric: str, split: str = "test"
     parts = []
     for rank, ms in groups:
         names = " = ".join(f"`{m.name}` {m.short()}" for m in ms)
-        parts.append(f"{rank}. {names}" + (f" (tied within {TIE_POINTS:g} points)" if len(ms) > 1 else ""))
+        parts.append(f"{rank}. {names}" + (" (equal as shown)" if len(ms) > 1 else ""))
     out = f"Ranked by mean {split} {metric}: " + "; ".join(parts) + "."
     missing = [m.name for m in items if not m.values]
     if missing:
         out += " No value for " + ", ".join(f"`{n}`" for n in missing) + "."
     return out
-
-
-def near_reference_sentence(items: Sequence[Measured], ref: Measured, metric: str) -> str:
-    """Which variants lie within the seed spread of ``ref`` (one standard deviation of its seeds),
-    or, with one seed of ``ref``, within ``ONE_SEED_NOISE_POINTS`` of it."""
-    if not ref.values:
-        return f"Cannot say which variants are near `{ref.name}`: it has no finished run."
-    others = [m for m in items if m.name != ref.name and m.values]
-    if not others:
-        return f"No other variant to set against `{ref.name}`."
-    if ref.std is not None:
-        radius, how = ref.std, f"within the seed spread of `{ref.name}` (one standard deviation, {ref.std:.2f} points)"
-    else:
-        radius = ONE_SEED_NOISE_POINTS
-        how = (f"within {ONE_SEED_NOISE_POINTS:g} points of `{ref.name}` (one seed of `{ref.name}`, so its spread "
-               f"is unknown and a gap this small may be noise)")
-    near = [m for m in others if abs(diff_points(m, ref)) <= radius]
-    far = [m for m in others if abs(diff_points(m, ref)) > radius]
-    fmt = lambda ms: ", ".join(f"`{m.name}` ({diff_points(m, ref):+.2f})" for m in ms)
-    return (f"On {metric}, " + (fmt(near) if near else "no other variant") + f" {'are' if len(near) > 1 else 'is'} "
-            + how + (f"; further away: {fmt(far)} points" if far else "") + ".")

@@ -24,8 +24,9 @@ from typing import Optional
 
 import numpy as np
 
-from normlab.study.answers_common import (Measured, Section, Verdict, compare_sentence, diff_points, is_tie,
-                                          spread_caveat)
+from normlab.study.answers_common import Measured, Section, Verdict
+from normlab.study.answers_stats import Estimate, Spread, difference, difference_sentence, pooled_spread
+from normlab.study.answers_training import Matched, matched, stop_text
 from normlab.study.report_data import StudyData
 from normlab.study.report_plots import plot_bars
 from normlab.study.report_render import fmt_ints
@@ -60,23 +61,44 @@ QUESTIONS = [
 # ----------------------------------------------------------------------------- pure wording
 
 
-def ner_pair_sentences(a_entity: Measured, b_entity: Measured, a_type: Measured, b_type: Measured) -> Verdict:
-    """'`a` beats/ties/trails `b` ... on test entity F1 (...). On test type-token micro F1 it ...', with the
-    seed caveat of the entity-F1 difference."""
-    v = Verdict([compare_sentence(a_entity, b_entity, ENTITY)])
+def ner_pair_sentences(a_entity: Measured, b_entity: Measured, a_type: Measured, b_type: Measured,
+                       spread_entity: Optional[Spread] = None, spread_type: Optional[Spread] = None,
+                       split: str = "test", where: str = "") -> Verdict:
+    """'`a` against `b` on test entity F1: ..., a difference of ..., 95% interval ...: ...' and the same for
+    type-token micro F1. ``where`` qualifies the checkpoint (", best checkpoint up to update 2,700")."""
+    v = Verdict([difference_sentence(a_entity, b_entity, f"{split} {ENTITY}{where}", spread_entity)])
     if not (a_entity.values and b_entity.values):
         return v
     if a_type.values and b_type.values:
-        d = diff_points(a_type, b_type)
-        verb = (f"ties with `{b_type.name}`" if is_tie(d) else
-                f"{'beats' if d > 0 else 'trails'} `{b_type.name}` by {abs(d):.2f} points")
-        v.answer[-1] += f" On test {TYPE}, `{a_type.name}` {verb} ({a_type.short()} against {b_type.short()})."
+        same = spread_type == spread_entity and a_type.n == a_entity.n and b_type.n == b_entity.n
+        v.answer.append(difference_sentence(a_type, b_type, f"{split} {TYPE}{where}", spread_type,
+                                            noise=not same))
     else:
-        v.answer[-1] += f" Test {TYPE}: n/a (not recorded by these runs)."
-    d = diff_points(a_entity, b_entity)
-    if not is_tie(d):
-        c = spread_caveat(d, a_entity, b_entity)
-        v.caveats.append(f"`{a_entity.name}` against `{b_entity.name}`: " + c[0].lower() + c[1:])
+        v.answer.append(f"{split.capitalize()} {TYPE}: n/a (not recorded by these runs).")
+    return v
+
+
+def pair_verdict(a: str, b: str, test: dict[str, Measured], m: Optional[Matched], spreads: dict) -> Verdict:
+    """The answer for ``a`` against ``b``: on test numbers when they compare equal training (``m.equal``,
+    or no evaluations to match), else on validation at matched updates with the test numbers for reference.
+
+    ``test``: ``{"a_entity", "b_entity", "a_type", "b_type"}``; ``spreads``: the study's spreads keyed
+    ``("test"|"val", "entity_f1"|"type_micro_f1")``."""
+    sp = lambda split, key: spreads.get((split, key))
+    if m is None or m.equal:
+        v = ner_pair_sentences(test["a_entity"], test["b_entity"], test["a_type"], test["b_type"],
+                               sp("test", "entity_f1"), sp("test", "type_micro_f1"))
+        if m is not None:
+            v.answer.append(m.statement([a, b]))
+        return v
+    where = f", best checkpoint up to {m.unit(m.limit)}"
+    v = ner_pair_sentences(m.val[a], m.val[b], m.other.get(a, Measured(a)), m.other.get(b, Measured(b)),
+                           sp("val", "entity_f1"), sp("val", "type_micro_f1"), split="validation", where=where)
+    v.answer.append(m.statement([a, b]))
+    ref = ner_pair_sentences(test["a_entity"], test["b_entity"], test["a_type"], test["b_type"],
+                             sp("test", "entity_f1"), sp("test", "type_micro_f1"),
+                             where=", each run's own best checkpoint")
+    v.answer.append("For reference: " + ref.answer[0])
     return v
 
 
@@ -142,7 +164,7 @@ def _pct(study: StudyData, name: str, key: str) -> str:
 
 def metrics_table(study: StudyData, names: list[str], extra: bool = False):
     header = ["variant", "seeds", "test acc", "test micro F1", "test macro F1", "entity P", "entity R",
-              f"test {ENTITY}", f"test {TYPE}", "best step"]
+              f"test {ENTITY}", f"test {TYPE}", "best step", "stopped"]
     rows = []
     for n in names:
         v = study.get(n)
@@ -151,7 +173,7 @@ def metrics_table(study: StudyData, names: list[str], extra: bool = False):
             continue
         rows.append([n, str(len(v.finished))] + [_pct(study, n, k) for k in (
             "accuracy", "micro_f1", "macro_f1", "entity_precision", "entity_recall", "entity_f1", "type_micro_f1")]
-            + [fmt_ints(v.summary_values("best_step"))])
+            + [fmt_ints(v.summary_values("best_step")), ", ".join(stop_text(r, "step") for r in v.finished)])
     return header, rows
 
 
@@ -161,13 +183,39 @@ def _bars(study: StudyData, names: list[str], path: Path, title: str, labels: Op
     return plot_bars(path, labels or names, series, ylabel="%", title=title)
 
 
+def study_spreads(study: StudyData) -> dict:
+    """The study's measured seed spreads of entity F1 and type-token micro F1, on test and validation."""
+    return {(split, key): pooled_spread([_m(study, v.name, key, split) for v in study.variants])
+            for split in ("test", "val") for key in ("entity_f1", "type_micro_f1")}
+
+
+def compare_pair(study: StudyData, a: str, b: str, spreads: Optional[dict] = None) -> Verdict:
+    """``pair_verdict`` of two variants of the study, matched on validation entity F1 over updates."""
+    test = {"a_entity": _m(study, a, "entity_f1"), "b_entity": _m(study, b, "entity_f1"),
+            "a_type": _m(study, a, "type_micro_f1"), "b_type": _m(study, b, "type_micro_f1")}
+    m = matched(study, [a, b], "val_entity_f1", "val_type_micro_f1", x="step")
+    return pair_verdict(a, b, test, m, study_spreads(study) if spreads is None else spreads)
+
+
+def pair_estimate(study: StudyData, a: str, b: str) -> tuple[Optional[Estimate], str]:
+    """The entity-F1 difference ``a`` - ``b`` an answer rests on, and what it is: test numbers when they
+    compare equal training, else validation at the best checkpoint up to the last common update."""
+    spreads = study_spreads(study)
+    m = matched(study, [a, b], "val_entity_f1", x="step")
+    if m is None or m.equal:
+        return difference(_m(study, a, "entity_f1"), _m(study, b, "entity_f1"), spreads[("test", "entity_f1")]), \
+            f"test {ENTITY}"
+    return difference(m.val[a], m.val[b], spreads[("val", "entity_f1")]), \
+        f"validation {ENTITY} at {m.unit(m.limit)} (unequal stops)"
+
+
 def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, note) -> Section:
     fig = _bars(study, names, out / f"report-ner-{i + 1}.png", title.split(":")[0] + ": test entity F1 and "
                                                                                      "type-token micro F1")
     v = Verdict()
+    spreads = study_spreads(study)
     for a, b in pairs:
-        part = ner_pair_sentences(_m(study, a, "entity_f1"), _m(study, b, "entity_f1"),
-                                  _m(study, a, "type_micro_f1"), _m(study, b, "type_micro_f1"))
+        part = compare_pair(study, a, b, spreads)
         v.answer += part.answer
         v.caveats += part.caveats
     miss = study.missing_sentence(names)
@@ -210,8 +258,7 @@ def init_section(study: StudyData, out: Path) -> Section:
                      _pct(study, n, "entity_f1"), _pct(study, n, "type_micro_f1")])
     said = invalid_transition_sentences(counts)
     v = Verdict(said[:1])  # the counts; what they mean follows the answer, before the initialization
-    part = ner_pair_sentences(_m(study, "crf", "entity_f1"), _m(study, "crf_free", "entity_f1"),
-                              _m(study, "crf", "type_micro_f1"), _m(study, "crf_free", "type_micro_f1"))
+    part = compare_pair(study, "crf", "crf_free")
     v.answer += part.answer
     v.caveats += part.caveats
     miss = study.missing_sentence(names)

@@ -10,7 +10,13 @@ definition of a run). Two exist, behind the same call
 
 Both end a run the same way (``record_end``): one line in ``events.jsonl``,
 one line on the console, the end of the run's log when it failed, and a
-progress line (runs done / running / queued, and the time left).
+progress line (runs done / running / queued, and the time left). Every attempt
+gets its line, an interrupted one too (``record_attempt``, from the backends'
+Ctrl-C path), with the update and epoch the run had reached when the attempt
+started and ended (``from_step``/``to_step``, ``from_epoch``/``to_epoch``, read
+from its ``metrics.jsonl``), so that the report can sum the time of every
+attempt and count the epochs of attempts that left no line (a driver killed
+outright) by their own times.
 """
 
 from __future__ import annotations
@@ -24,10 +30,22 @@ from typing import Callable, Literal, Optional
 
 from normlab.study.grids import StudySettings, Variant
 from normlab.study.timefmt import hms
-from normlab.train.rundir import CONFIG, SUMMARY, append_jsonl, read_json
+from normlab.train.rundir import CONFIG, METRICS, SUMMARY, append_jsonl, read_json, read_jsonl
 
 EVENTS = "events.jsonl"
 Log = Callable[[str], None]
+
+
+def progress_of(path: Optional[Path]) -> tuple[Optional[float], Optional[float]]:
+    """(update, epoch) of the last evaluation in a run directory's metrics.jsonl; (None, None) without one."""
+    if path is None:
+        return None, None
+    try:
+        recs = read_jsonl(Path(path) / METRICS)
+    except (OSError, ValueError):
+        return None, None
+    last = recs[-1] if recs else {}
+    return last.get("step"), last.get("epoch")
 
 
 @dataclass
@@ -36,6 +54,12 @@ class Task:
     seed: int
     dir: Path
     resume: bool
+    # where the run stood when the task was planned (its attempt starts from there): update, epoch
+    start: tuple[Optional[float], Optional[float]] = (None, None)
+
+    def __post_init__(self):
+        if self.start == (None, None):
+            self.start = progress_of(self.dir)
 
     @property
     def name(self) -> str:
@@ -152,15 +176,25 @@ def utc(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def record_end(out: Path, t: Task, returncode: Optional[int], seconds: float, progress: Progress,
-               log: Log, error: Optional[str] = None, **extra) -> bool:
-    """Record one finished attempt (events.jsonl, console); True when the run finished."""
+def record_attempt(out: Path, t: Task, returncode: Optional[int], seconds: float, error: Optional[str] = None,
+                   **extra) -> str:
+    """Append one attempt of ``t`` to events.jsonl (how far it took the run, how long it took); returns the
+    run's state after it."""
     state = run_state(t.dir)
     now = time.time()
+    step, epoch = progress_of(t.dir)
     append_jsonl(out / EVENTS, {"run": t.variant.name, "seed": t.seed, "resumed": t.resume,
                                 "returncode": returncode, "seconds": round(seconds, 3), "state": state,
                                 "started": utc(now - seconds), "finished": utc(now),
-                                **({"error": error} if error else {}), **extra})
+                                "from_step": t.start[0], "to_step": step, "from_epoch": t.start[1],
+                                "to_epoch": epoch, **({"error": error} if error else {}), **extra})
+    return state
+
+
+def record_end(out: Path, t: Task, returncode: Optional[int], seconds: float, progress: Progress,
+               log: Log, error: Optional[str] = None, **extra) -> bool:
+    """Record one finished attempt (events.jsonl, console); True when the run finished."""
+    state = record_attempt(out, t, returncode, seconds, error, **extra)
     where = f" on {extra['node']}" if extra.get("node") else ""
     ok = returncode == 0 and state == "finished"
     progress.record(t.name, seconds, ok)

@@ -178,19 +178,83 @@ def ner_variants() -> list[Variant]:
     return out
 
 
-def variants_for(kind: Kind, small_batch_rule: str = "linear") -> list[Variant]:
+# The anomaly experiments (issue 14): variants of the studies run by the same command, but only when
+# named with --variants, never by default (they answer why a result came out as it did, not the
+# study's questions). The report reads them when present and says they have not been run otherwise.
+RESNET_GN_GROUPS = (2, 4, 16)  # beside the default 8 (normlab.norms.DEFAULT_GN_GROUPS)
+RESNET_ANOMALY_LR = 0.05  # one learning-rate point for the batch-independent norms, half the study's 0.1
+# Element standard deviations of the initial word vectors (--embedding-std): the random initialization,
+# uniform in +-sqrt(3/D), has 1/sqrt(D) (0.1414 at D = 50); GloVe 6B 50-d has 0.6441 (all 400,000
+# vectors, measured with normlab.data.embeddings.load_pretrained).
+RANDOM_50D_STD = 0.1414
+GLOVE_6B_50D_STD = 0.6441
+# Coverage: with few training sentences, the pretrained vectors carry words the training set lacks.
+NER_FEW_SENTENCES = 3000
+
+
+def resnet_anomaly_variants() -> list[Variant]:
+    """Why do GN, LN and IN trail at this budget? A GN group-size sweep, and lr 0.05 for LN, GN, IN."""
+    out = []
+    for g in RESNET_GN_GROUPS:
+        out.append(Variant(f"gn_g{g}", f"GN, {g} groups, batch {RESNET_BASE_BATCH}",
+                           ("--norm", "gn", "--gn-groups", str(g), "--batch-size", str(RESNET_BASE_BATCH), "--lr",
+                            repr(RESNET_BASE_LR)),
+                           settings={"norm": "gn", "gn_groups": g, "batch_size": RESNET_BASE_BATCH,
+                                     "lr": RESNET_BASE_LR}))
+    tag = f"{RESNET_ANOMALY_LR:g}".replace("0.", "")
+    for norm, label in (("ln", "LN"), ("gn", "GN"), ("in", "IN")):
+        out.append(Variant(f"{norm}_lr{tag}", f"{label}, batch {RESNET_BASE_BATCH}, lr {RESNET_ANOMALY_LR:g}",
+                           ("--norm", norm, "--batch-size", str(RESNET_BASE_BATCH), "--lr", repr(RESNET_ANOMALY_LR)),
+                           settings={"norm": norm, "batch_size": RESNET_BASE_BATCH, "lr": RESNET_ANOMALY_LR}))
+    return out
+
+
+def ner_anomaly_variants() -> list[Variant]:
+    """Why does GloVe not help here? The scale hypothesis both ways, and the coverage hypothesis."""
+    G = ("--embeddings", "{embeddings}")
+    base = {"char": False, "layer_norm": False, "crf": False}
+    return [
+        Variant("glove_small", f"BiLSTM, GloVe rescaled to the random init's spread (std {RANDOM_50D_STD:g})",
+                G + ("--embedding-std", repr(RANDOM_50D_STD)),
+                settings={"embeddings": "glove", "embedding_std": RANDOM_50D_STD, **base}),
+        Variant("random50_large", f"BiLSTM, random 50-d embeddings at GloVe's spread (std {GLOVE_6B_50D_STD:g})",
+                ("--word-dim", "50", "--embedding-std", repr(GLOVE_6B_50D_STD)),
+                settings={"embeddings": "random", "word_dim": 50, "embedding_std": GLOVE_6B_50D_STD, **base}),
+        Variant("glove_few", f"BiLSTM, GloVe, {NER_FEW_SENTENCES} training sentences",
+                G + ("--limit-train", str(NER_FEW_SENTENCES)),
+                settings={"embeddings": "glove", "limit_train": NER_FEW_SENTENCES, **base}),
+        Variant("random50_few", f"BiLSTM, random 50-d embeddings, {NER_FEW_SENTENCES} training sentences",
+                ("--word-dim", "50", "--limit-train", str(NER_FEW_SENTENCES)),
+                settings={"embeddings": "random", "word_dim": 50, "limit_train": NER_FEW_SENTENCES, **base}),
+    ]
+
+
+def anomaly_variants(kind: Kind) -> list[Variant]:
+    """The variants run only when named (``--variants``); see ``resnet_anomaly_variants``, ``ner_anomaly_variants``."""
     if kind == "resnet":
-        return resnet_variants(small_batch_rule)
+        return resnet_anomaly_variants()
     if kind == "ner":
-        return ner_variants()
+        return ner_anomaly_variants()
     raise ValueError(f"expected study kind 'resnet' or 'ner', got {kind!r}")
 
 
+def variants_for(kind: Kind, small_batch_rule: str = "linear", anomalies: bool = False) -> list[Variant]:
+    """The study's grid (run by default); with ``anomalies``, the anomaly variants after it."""
+    if kind == "resnet":
+        grid = resnet_variants(small_batch_rule)
+    elif kind == "ner":
+        grid = ner_variants()
+    else:
+        raise ValueError(f"expected study kind 'resnet' or 'ner', got {kind!r}")
+    return grid + (anomaly_variants(kind) if anomalies else [])
+
+
 def select_variants(kind: Kind, names: Optional[list[str]], small_batch_rule: str = "linear") -> list[Variant]:
-    """The whole grid, or the named variants of it in grid order; an unknown name lists the valid ones."""
-    grid = variants_for(kind, small_batch_rule)
+    """The default grid, or the named variants (the anomaly variants included) in grid order; an unknown
+    name lists the valid ones."""
     if not names:
-        return grid
+        return variants_for(kind, small_batch_rule)
+    grid = variants_for(kind, small_batch_rule, anomalies=True)
     valid = [v.name for v in grid]
     unknown = [n for n in names if n not in valid]
     if unknown:

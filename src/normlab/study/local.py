@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, shown_command
+from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_attempt, record_end,
+                                   shown_command)
 from normlab.study.grids import StudySettings, run_command
 
 
@@ -105,6 +106,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                 proc.kill()
                 proc.wait()
             logf.close()
+            record_attempt(out, t, proc.returncode, time.time() - start, error="interrupted")
         raise KeyboardInterrupt
     finally:
         if old_term is not None:

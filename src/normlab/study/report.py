@@ -13,6 +13,8 @@ Where to look:
 - ``answers_common``: how a comparison is worded (ties, signs, seed spread);
 - ``answers_resnet``: sanity check, six-way comparison, batch size, feature percentiles;
 - ``answers_ner``: pretrained vs random, characters, layer norm, CRF vs softmax, CRF initialization;
+- ``answers_stats``: differences with 95% intervals over seeds; ``answers_training``: equal training, stops;
+- ``answers_anomalies``: why GloVe does not help, why GN/LN/IN trail (the anomaly variants);
 - ``report_header``: hardware, torch, budget, command, wall time, data files;
 - ``report_tables``: the appendix's wide tables;
 - ``report_plots``: the figures; ``report_render``: Markdown and HTML.
@@ -23,12 +25,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from normlab.study.answers_anomalies import anomaly_sections
+from normlab.study.answers_claims import claims_table
 from normlab.study.answers_common import Section
 from normlab.study.answers_ner import embeddings_table, ner_curve_sentences, ner_sections
 from normlab.study.answers_resnet import SIX, resnet_sections, sanity_curve_sentences
 from normlab.study.report_data import Run, StudyData, VariantResult, load_study
 from normlab.study.report_header import header_lines, study_command
-from normlab.study.report_plots import plot_curves, plot_ner_grid
+from normlab.study.report_plots import ZOOM_DROP, plot_curves, plot_ner_grid
 from normlab.study.report_render import Doc, anchor, render_html, render_md
 from normlab.study.report_tables import per_run_table, results_table, runs_table
 from normlab.train.rundir import atomic_write_text
@@ -61,31 +65,58 @@ def _render_section(doc: Doc, sec: Section, caveat: Optional[str]) -> None:
         doc.p("**Caveat.** " + " ".join(caveats))
 
 
+# ResNet logs no separate training-set evaluation: its train curves are what training saw.
+TRAIN_RESNET = ("train: running averages over each epoch's augmented batches, in training mode; val: the whole "
+                "validation set")
+ZOOM_FROM = 0.25
+
+
+def ner_train_subsample(study: StudyData) -> str:
+    """'a fixed random subsample of 2,000 of the 28,775 training sentences' from the runs' configs."""
+    from normlab.train.ner import NERConfig
+
+    sizes = {int((c.get("config") or {}).get("train_eval_size") or NERConfig.train_eval_size)
+             for c in study.configs_seen}
+    totals = {int(((c.get("data") or {}).get("sizes") or {}).get("train")) for c in study.configs_seen
+              if ((c.get("data") or {}).get("sizes") or {}).get("train") is not None}
+    if not sizes:
+        return "a fixed random subsample of the training sentences"
+    n = min(sizes)
+    of = f" of the {max(totals):,} training sentences" if totals else " training sentences"
+    if totals and n >= max(totals):
+        return "every training sentence"
+    return f"a fixed random subsample of {n:,}{of}" + (" (the full set in summary.json)")
+
+
 def _appendix_resnet(study: StudyData, doc: Doc, out: Path) -> None:
     panels = [("train_error", "train error"), ("val_error", "val error")]
     doc.h(3, "Error curves")
     doc.img(plot_curves(study, ["torch_bn", "bn"], panels, "epoch", "epoch", out / "report-curves-sanity.png"),
-            "train and val error of torch_bn and bn, overlaid (mean over seeds)")
+            "train and val error of torch_bn and bn, overlaid (mean over seeds; " + TRAIN_RESNET + ")")
     for s in sanity_curve_sentences(study):
         doc.p(s)
     doc.img(plot_curves(study, list(SIX), panels, "epoch", "epoch", out / "report-curves-six.png"),
-            "train and val error of bn, in, bin, ln, gn, nn")
+            "train and val error of bn, in, bin, ln, gn, nn (" + TRAIN_RESNET + ")")
     styles = {"bn": {"color": "C0"}, "bn_b8": {"color": "C0", "linestyle": "--"},
               "gn": {"color": "C1"}, "gn_b8": {"color": "C1", "linestyle": "--"}}
     doc.img(plot_curves(study, ["bn", "bn_b8", "gn", "gn_b8"], panels, "epoch", "epoch",
                         out / "report-curves-batch.png", styles=styles),
-            "train and val error of bn and gn at batch 128 (solid) and 8 (dashed)")
+            "train and val error of bn and gn at batch 128 (solid) and 8 (dashed) (" + TRAIN_RESNET + ")")
 
 
 def _appendix_ner(study: StudyData, doc: Doc, out: Path) -> None:
     names = [v.name for v in study.variants]
     doc.h(3, "Accuracy, micro F1 and macro F1 against learning updates")
     doc.img(plot_ner_grid(study, names, out / "report-ner-curves.png"),
-            "train (dashed) and val (solid) accuracy, micro F1 and macro F1 against learning updates, per variant")
+            f"train (dashed: measured on {ner_train_subsample(study)}) and val (solid: the whole validation set) "
+            "accuracy, micro F1 and macro F1 against learning updates, per variant")
     doc.img(plot_curves(study, names, [("val_entity_f1", "val entity F1"), ("val_type_micro_f1",
                                                                             "val type-token micro F1")],
-                        "step", "learning updates", out / "report-ner-val.png"),
-            "validation entity F1 and type-token micro F1 against learning updates, all variants")
+                        "step", "learning updates", out / "report-ner-val.png", zoom_from=ZOOM_FROM),
+            "validation entity F1 and type-token micro F1 against learning updates, all variants, one line style "
+            f"each; the y axis is zoomed to the band the curves span after the first {ZOOM_FROM:.0%} of the "
+            f"updates, where the variants differ (the first evaluations and the lowest {ZOOM_DROP:.0%} of the "
+            "later ones, single dips, lie below it)")
     for s in ner_curve_sentences(study, names):
         doc.p(s)
     doc.h(3, "Embeddings each run used")
@@ -104,6 +135,7 @@ def build_report(study: StudyData, out: Path) -> Doc:
                    + ", ".join(unfinished) + ".")
     doc.bullets(header_lines(study))
     sections = resnet_sections(study, out) if study.kind == "resnet" else ner_sections(study, out)
+    sections += anomaly_sections(study, out)
     doc.h(2, "Answers at a glance")
     doc.bullets([f"[{s.title}](#{anchor(s.title)}) {s.verdict.headline}"
                  for s in sections])
@@ -113,6 +145,12 @@ def build_report(study: StudyData, out: Path) -> Doc:
           + ("For NER, micro and macro F1 leave out the O tag; entity F1 counts whole spans (conlleval); "
              "type-token micro F1 scores each token's entity type with the B-/I- prefix stripped and O left out, "
              "the measure of public NER benchmarks." if study.kind == "ner" else ""))
+    doc.h(2, "Claims tested")
+    doc.p("Each claim the study tests, our measurement (the difference in points with its 95% Welch interval over "
+          "seeds; n = seeds per side) and the verdict: reproduced when the interval lies on the claimed side of 0, "
+          "not reproduced when it lies on the other side, inconclusive at this budget when it covers 0 or when a "
+          "side has one seed (no interval exists).")
+    doc.table(*claims_table(study))
     caveat = shortened_caveat(study)
     for sec in sections:
         _render_section(doc, sec, caveat)

@@ -39,6 +39,9 @@ class Run:
     metrics: list[dict]
     summary: Optional[dict]
     seconds: Optional[float] = None  # wall time of all its attempts
+    attempts: int = 0  # attempts known (recorded in events.jsonl, or seen in the run's log)
+    unrecorded_seconds: float = 0.0  # own times of the epochs run by attempts events.jsonl lacks (a lower bound)
+    unrecorded_attempts: int = 0
 
     @property
     def status(self) -> str:
@@ -155,12 +158,93 @@ class StudyData:
         return "Cannot compare: " + "; ".join(parts) + "."
 
 
-def _run_seconds(events: list[dict]) -> dict[tuple[str, int], float]:
-    out: dict[tuple[str, int], float] = {}
+def _run_events(events: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    out: dict[tuple[str, int], list[dict]] = {}
     for e in events:
-        key = (e["run"], int(e["seed"]))
-        out[key] = out.get(key, 0.0) + float(e.get("seconds") or 0.0)
+        out.setdefault((e["run"], int(e["seed"])), []).append(e)
     return out
+
+
+def interval_seconds(kind: str, metrics: list[dict]) -> list[tuple[float, float]]:
+    """(update, seconds since the previous evaluation) per metrics.jsonl record: ResNet records the time of
+    each epoch, NER the run's running total (kept across resumes)."""
+    out, prev = [], 0.0
+    for m in metrics:
+        sec = m.get("seconds")
+        if sec is None or m.get("step") is None:
+            continue
+        if kind == "ner":
+            out.append((float(m["step"]), max(0.0, float(sec) - prev)))
+            prev = float(sec)
+        else:
+            out.append((float(m["step"]), float(sec)))
+    return out
+
+
+def first_epoch_seconds(kind: str, metrics: list[dict]) -> Optional[float]:
+    """The own time of the run's first epoch (its evaluations included), from metrics.jsonl."""
+    parts = [sec for (step, sec), m in zip(interval_seconds(kind, metrics),
+                                           [m for m in metrics if m.get("seconds") is not None
+                                            and m.get("step") is not None])
+             if m.get("epoch") is not None and float(m["epoch"]) <= 1]
+    return sum(parts) if parts else None
+
+
+_RESUMED = re.compile(r"^resumed from .* (?:after epoch (\d+)|at update (\d+))", re.M)
+
+
+def _log_attempts(log: Path) -> list[str]:
+    """The run's log cut into its attempts (each starts with the '$ python -m normlab ...' line)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return []
+    return [part for part in re.split(r"^\$ ", text, flags=re.M)[1:]]
+
+
+def _resume_step(section: str, metrics: list[dict]) -> Optional[float]:
+    """The update an attempt resumed from, by the 'resumed from ...' line of its log section."""
+    m = _RESUMED.search(section)
+    if not m:
+        return None
+    if m.group(2) is not None:
+        return float(m.group(2))
+    epoch = int(m.group(1))
+    rec = next((r for r in metrics if r.get("epoch") == epoch and r.get("step") is not None), None)
+    return None if rec is None else float(rec["step"])
+
+
+def attempt_times(kind: str, events: list[dict], metrics: list[dict], log: Optional[Path] = None
+                  ) -> tuple[float, float, int, int]:
+    """(seconds of all attempts, of which not recorded, attempts, of which not recorded) of one run.
+
+    Recorded attempts count with their own wall time. The evaluations that no recorded attempt covers
+    were run by attempts that left no line in events.jsonl (a driver killed outright, or a runner older
+    than ``record_attempt``); they count with their own times from metrics.jsonl, which leave out those
+    attempts' start-up, so the total is a lower bound then. An attempt's span is (from_step, to_step];
+    events without it (older runners) start at 0 unless resumed, and a resumed one starts where its
+    section of the run's log says it resumed."""
+    recorded = sum(float(e.get("seconds") or 0.0) for e in events)
+    spans = []
+    sections = _log_attempts(log) if log is not None else []
+    for i, e in enumerate(sorted(events, key=lambda e: str(e.get("started", "")))):
+        if "from_step" in e:
+            spans.append((float(e["from_step"] or 0.0), float("inf") if e.get("to_step") is None
+                          else float(e["to_step"])))
+        elif not e.get("resumed"):
+            spans.append((0.0, float("inf")))
+        else:  # the recorded attempts are the last ones of the log
+            k = len(sections) - len(events) + i
+            start = _resume_step(sections[k], metrics) if 0 <= k < len(sections) else None
+            spans.append((start if start is not None else 0.0, float("inf")))
+    gaps = [(step, sec) for step, sec in interval_seconds(kind, metrics)
+            if not any(a < step <= b for a, b in spans)]
+    missing = sum(sec for _, sec in gaps)
+    if events:
+        lost = max(len(sections) - len(events), 1 if gaps else 0)
+    else:
+        lost = 0
+    return recorded + missing, missing, len(events) + lost, lost
 
 
 def load_study(root: Path) -> StudyData:
@@ -184,11 +268,11 @@ def load_study(root: Path) -> StudyData:
         # The study is every variant any of its invocations asked for (``--variants`` may
         # change between them), not the last invocation's list.
         requested = list(study["variants_requested"])
-        whole = {g["name"] for g in grid} <= set(requested)
+        whole = set(requested) == {v.name for v in variants_for(kind, rule)}  # the default grid, no more
         settings = replace(settings, variants=None if whole else requested)
     left_out = (study or {}).get("left_out", {})
     events = read_jsonl(root / EVENTS)
-    seconds = _run_seconds(events)
+    by_run = _run_events(events)
     variants = []
     names = [g["name"] for g in grid]
     extra = sorted({p.parent.name for p in run_dirs} - set(names))
@@ -202,11 +286,14 @@ def load_study(root: Path) -> StudyData:
             cfg = read_json(d / CONFIG) if (d / CONFIG).exists() else {}
             summ = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
             run = Run(g["name"], int(m.group(1)), d, cfg, read_jsonl(d / METRICS), summ)
-            # the run's own total (kept across resumes), else the runner's clock, else epochs x s/epoch
-            if summ and summ.get("seconds") is not None:
+            # every attempt the runner recorded (and the epochs of those it did not), else the run's own
+            # total (kept across resumes), else epochs x s/epoch
+            mine = by_run.get((g["name"], run.seed), [])
+            if mine:
+                run.seconds, run.unrecorded_seconds, run.attempts, run.unrecorded_attempts = attempt_times(
+                    kind, mine, run.metrics, root / "logs" / f"{g['name']}-seed{run.seed}.log")
+            elif summ and summ.get("seconds") is not None:
                 run.seconds = float(summ["seconds"])
-            else:
-                run.seconds = seconds.get((g["name"], run.seed))
             if run.seconds is None and summ and summ.get("seconds_per_epoch") and summ.get("epochs_run"):
                 run.seconds = float(summ["seconds_per_epoch"]) * float(summ["epochs_run"])
             vr.runs.append(run)

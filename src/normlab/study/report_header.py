@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from normlab.study.grids import StudySettings, get_budget
-from normlab.study.report_data import StudyData
+from normlab.study.report_data import StudyData, first_epoch_seconds
 from normlab.study.report_render import fmt_count, shown_path
 from normlab.study.timefmt import hms
 
@@ -75,11 +75,32 @@ def _time(x) -> Optional[datetime]:
         return None
 
 
+def longest_run(study: StudyData):
+    """The run that took longest over all its attempts (None when no run has a time)."""
+    timed = [r for r in study.runs if r.seconds is not None]
+    return max(timed, key=lambda r: r.seconds) if timed else None
+
+
 def wall_time_line(study: StudyData) -> str:
-    """Sum of the runs' times, and the span from the first start to the last finish where the runner
-    recorded them (``started`` / ``finished`` in events.jsonl)."""
+    """Sum over every attempt of every run (``report_data.attempt_times``), the longest run with its first
+    epoch, and the span from the first start to the last finish where the runner recorded them
+    (``started`` / ``finished`` in events.jsonl)."""
     times = [r.seconds for r in study.runs if r.seconds is not None]
-    line = f"**Wall time:** {hms(sum(times)) if times else 'unknown'} (sum of the runs' times)"
+    attempts = sum(r.attempts for r in study.runs)
+    lost = [r for r in study.runs if r.unrecorded_attempts]
+    line = f"**Wall time:** {hms(sum(times)) if times else 'unknown'} summed over the runs"
+    if attempts:
+        line += f" and all their attempts ({attempts} attempts of {len(times)} runs"
+        if lost:
+            line += (f"; {sum(r.unrecorded_attempts for r in lost)} of them left no line in events.jsonl and count "
+                     f"with their epochs' own times, {hms(sum(r.unrecorded_seconds for r in lost))}, which leave out "
+                     f"their start-up: a lower bound")
+        line += ")"
+    top = longest_run(study)
+    if top is not None and len(times) > 1:
+        first = first_epoch_seconds(study.kind, top.metrics)
+        line += (f"; the longest run, `{top.variant}/seed{top.seed}`, took {hms(top.seconds)}"
+                 + (f" (its first epoch {hms(first)})" if first is not None else ""))
     starts = [t for e in study.events if (t := _time(e.get("started"))) is not None]
     ends = [t for e in study.events if (t := _time(e.get("finished"))) is not None]
     if starts and ends and max(ends) >= min(starts):
@@ -87,6 +108,20 @@ def wall_time_line(study: StudyData) -> str:
         line += (f"; {hms((b - a).total_seconds())} from the first start to the last finish "
                  f"({a:%Y-%m-%d %H:%M} to {b:%Y-%m-%d %H:%M} UTC)")
     return line
+
+
+def stop_line(study: StudyData) -> Optional[str]:
+    """How many finished runs stopped on a plateau, at the cap, or diverged."""
+    from normlab.study.answers_training import stop_reason
+
+    reasons = [stop_reason(r) for r in study.runs if r.summary is not None]
+    if not reasons:
+        return None
+    counts = {k: reasons.count(k) for k in dict.fromkeys(reasons)}
+    words = {"plateau": "on a validation plateau (early stopping)", "cap": "at the epoch cap",
+             "diverged": "diverged"}
+    return ("**Stopped:** " + "; ".join(f"{n} {words.get(k, k)}" for k, n in counts.items())
+            + " (per run: the Runs table)")
 
 
 def data_files(study: StudyData) -> list[str]:
@@ -136,6 +171,9 @@ def header_lines(study: StudyData) -> list[str]:
     lines.append(f"**Epochs:** at most {', '.join(str(e) for e in epochs) or '?'} per run"
                  + (f"; epochs run {fmt_count(min(ran))}–{fmt_count(max(ran))}" if ran else ""))
     lines.append(wall_time_line(study))
+    stopped = stop_line(study)
+    if stopped:
+        lines.append(stopped)
     seeds = ""
     if s is not None:
         seeds = f", seeds {', '.join(map(str, s.seed_list()))}"

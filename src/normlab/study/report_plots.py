@@ -20,7 +20,6 @@ from normlab.study.report_data import QUANTILES, StudyData
 from normlab.train.rundir import atomic_savefig
 
 
-
 def _figure(nrows: int, ncols: int, w: float, h: float, **kw):
     from matplotlib.figure import Figure  # the Agg canvas, no pyplot state and no display needed
 
@@ -46,27 +45,66 @@ def _no_data(ax, text="no data"):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
+LINESTYLES = ("-", "--", "-.", ":")
+ZOOM_DROP = 0.03  # share of the later points a zoomed axis may leave below it (dips of single evaluations)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def distinct_style(i: int) -> dict:
+    """Colour, line style and marker of the ``i``-th line: no two of up to 32 lines look alike, in colour or
+    in grey."""
+    return {"color": f"C{i % 10}", "linestyle": LINESTYLES[i % len(LINESTYLES)],
+            "marker": MARKERS[i % len(MARKERS)], "markersize": 3.5}
+
+
+def zoom_limits(curves: Sequence[tuple[np.ndarray, np.ndarray]], start: float,
+                low_share: float = ZOOM_DROP) -> Optional[tuple[float, float]]:
+    """y limits of the band where the variants differ once the first fast climb is over: every point from
+    the fraction ``start`` of the longest x range on, but the lowest ``low_share`` of them (single dips)
+    (None without points there)."""
+    xmax = max((float(xs[-1]) for xs, _ in curves if len(xs)), default=None)
+    if xmax is None:
+        return None
+    ys = np.concatenate([ys[xs >= start * xmax] for xs, ys in curves if len(xs)] or [np.array([])])
+    if not len(ys):
+        return None
+    lo, hi = float(np.quantile(ys, low_share)), float(ys.max())
+    pad = 0.08 * (hi - lo) if hi > lo else 0.5
+    return lo - pad, hi + pad
+
+
 def plot_curves(study: StudyData, names: list[str], panels: list[tuple[str, str]], x: str, xlabel: str,
-                path: Path, percent: bool = True, styles: Optional[dict] = None) -> Path:
-    """One panel per (metric key, title); a line per variant (mean over seeds)."""
-    fig, axes = _figure(1, len(panels), 5.2 * len(panels), 3.6)
+                path: Path, percent: bool = True, styles: Optional[dict] = None,
+                zoom_from: Optional[float] = None) -> Path:
+    """One panel per (metric key, title); a line per variant (mean over seeds).
+
+    ``zoom_from``: distinct line styles for every variant, and the y axis zoomed to the band the curves
+    span from that fraction of the x range on (``zoom_limits``); the early points fall below it."""
+    fig, axes = _figure(1, len(panels), 5.2 * len(panels), 3.6 if zoom_from is None else 4.6)
     for ax, (key, title) in zip(axes[0], panels):
-        drawn = 0
-        for name in names:
+        drawn = []
+        for i, name in enumerate(names):
             v = study.get(name)
             if v is None:
                 continue
             xs, ys = v.curve(key, x)
             if len(xs):
-                ax.plot(xs, ys * (100 if percent else 1), label=v.name, **_marks(xs),
-                        **(styles or {}).get(name, {}))
-                drawn += 1
-        ax.set_title(title)
+                ys = ys * (100 if percent else 1)
+                style = distinct_style(i) if zoom_from is not None else _marks(xs)
+                if zoom_from is not None and len(xs) > 30:
+                    style["markevery"] = max(1, len(xs) // 12)
+                ax.plot(xs, ys, label=v.name, **{**style, **(styles or {}).get(name, {})})
+                drawn.append((xs, ys))
+        ax.set_title(title + (" (zoomed)" if zoom_from is not None else ""))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("%" if percent else "")
         ax.grid(alpha=0.3)
+        if zoom_from is not None and drawn:
+            lim = zoom_limits(drawn, zoom_from)
+            if lim is not None:
+                ax.set_ylim(*lim)
         if drawn:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, ncol=2 if len(drawn) > 6 else 1)
         else:
             _no_data(ax)
     return _save(fig, path)

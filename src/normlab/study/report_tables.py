@@ -71,10 +71,20 @@ def per_run_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
 
 
 def runs_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "status", "message", "time"]
+    """Each run: status, why it stopped, its attempts, its first epoch and its time over all attempts."""
+    from normlab.study.answers_training import stop_text
+    from normlab.study.report_data import first_epoch_seconds
+
+    x = "step" if study.kind == "ner" else "epoch"
+    header = ["run", "status", "stopped", "attempts", "first epoch", "time (all attempts)", "message"]
     rows = []
     for r in study.runs:
         msg = scrub_paths((r.summary or {}).get("message") or "")
-        rows.append([f"{r.variant}/seed{r.seed}", r.status, msg,
-                     hms(r.seconds) if r.seconds is not None else "–"])
+        first = first_epoch_seconds(study.kind, r.metrics)
+        att = str(r.attempts) if r.attempts else "–"
+        if r.unrecorded_attempts:
+            att += f" ({r.unrecorded_attempts} not in events.jsonl)"
+        rows.append([f"{r.variant}/seed{r.seed}", r.status, stop_text(r, x) if r.summary is not None else "–", att,
+                     hms(first) if first is not None else "–", hms(r.seconds) if r.seconds is not None else "–",
+                     msg])
     return header, rows

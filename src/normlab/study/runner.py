@@ -119,14 +119,16 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         old = saved["settings"]
         settings = dataclasses.replace(settings, **{k: max(old[k], getattr(settings, k))
                                                     for k in StudySettings.GROWING_KEYS if k in old})
+    everything = variants_for(settings.kind, settings.small_batch_lr, anomalies=True)
     requested = sorted(set(saved.get("variants_requested", []))
                        | {v.name for v in select_variants(settings.kind, settings.variants, settings.small_batch_lr)},
-                       key=[v.name for v in variants_for(settings.kind)].index)
+                       key=[v.name for v in everything].index)
+    grid = variants_for(settings.kind, settings.small_batch_lr)  # the default grid, and any anomaly variant asked for
+    grid += [v for v in everything if v.name in requested and v not in grid]
     study = {
         "kind": settings.kind,
         "settings": settings.to_dict(),
-        "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings}
-                 for v in variants_for(settings.kind, settings.small_batch_lr)],
+        "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings} for v in grid],
         "variants_requested": requested,
         "seeds": settings.seed_list(),
         "left_out": {},  # every variant of the grid is run (kept for reports of older studies)

@@ -64,6 +64,9 @@ class NERConfig:
     crf: bool = False  # CRF head instead of per-token softmax
     crf_constraints: bool = True  # forbid BIO-invalid transitions (O->I-x, start->I-x, B-x->I-y)
     word_dim: int = 100  # random embeddings only; pretrained ones bring their own dimension
+    # Rescale the initial word vectors (pretrained or random) to this element standard deviation over
+    # every row but <pad>; None keeps them as they come (GloVe 6B 50-d: 0.644; random: 1/sqrt(D)).
+    embedding_std: Optional[float] = None
     hidden: int = 100  # word BiLSTM units each way (the study's 100)
     char_dim: int = 25
     char_hidden: int = 25
@@ -147,6 +150,8 @@ class NERConfig:
         number("unk_replace", 0.0, 1.0, strict_high=False)
         number("lr_decay", 0.0)
         number("clip", 0.0, strict_low=True)
+        if self.embedding_std is not None:
+            number("embedding_std", 0.0, strict_low=True)
         if self.embeddings is not None and not str(self.embeddings):
             raise ValueError("expected --embeddings to be 'glove-6b-50d' or a path, got ''")
         if not isinstance(self.device, str) or not self.device:
@@ -551,6 +556,14 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
             pretrained, word_dim, emb_info = None, cfg.word_dim, {"source": "random", "dim": cfg.word_dim}
         settings = model_settings(cfg, vocabs, word_dim)
         model = BiLSTMTagger(**{**settings, "pretrained": pretrained}).to(device)
+        if cfg.embedding_std is not None:  # (a resumed run loads its trained weights over this)
+            with torch.no_grad():
+                w = model.word_embed.weight
+                rows = torch.ones(w.shape[0], dtype=torch.bool)
+                if vocabs["words"].pad_index is not None:
+                    rows[vocabs["words"].pad_index] = False
+                emb_info["std_before_rescaling"] = float(w[rows].std())
+                w[rows] *= cfg.embedding_std / emb_info["std_before_rescaling"]
         enc = {"train": encode_sentences(train_s, vocabs), "val": encode_sentences(splits["val"], vocabs),
                "test": encode_sentences(splits["test"], vocabs)}
         n_sub = min(cfg.train_eval_size, len(train_s))

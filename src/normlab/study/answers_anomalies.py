@@ -1,0 +1,228 @@
+"""Two results the studies did not expect, and the controlled runs that test explanations for them.
+
+- ResNet: "Why do GN, LN and IN trail at this budget?" reads the group-size sweep
+  (``gn_g2``, ``gn_g4``, ``gn``'s 8, ``gn_g16``) and the learning-rate point
+  (``ln_lr05``, ``gn_lr05``, ``in_lr05`` against the same norms at lr 0.1).
+- NER: "Why does GloVe not help here?" reads the scale pair (``glove_small``: GloVe at
+  the random initialization's spread, against ``glove``; ``random50_large``: random
+  vectors at GloVe's spread, against ``random50``) and the coverage pair (``glove_few``
+  against ``random50_few`` on 3,000 training sentences).
+
+These variants run only when named (``grids.anomaly_variants``); a section whose runs
+are absent says so and gives the command that runs them. Each hypothesis gets a verdict
+from the intervals of its comparisons (``hypothesis_verdict``): supported, contradicted,
+not supported at this budget (no detectable effect), undetermined (a one-seed comparison
+and no measured seed spread), or not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+from normlab.study.answers_common import Measured, Section, Verdict
+from normlab.study.answers_stats import Estimate, Spread, difference, difference_sentence, pooled_spread
+from normlab.study.grids import (GLOVE_6B_50D_STD, NER_FEW_SENTENCES, RANDOM_50D_STD, RESNET_ANOMALY_LR,
+                                 RESNET_GN_GROUPS)
+from normlab.study.report_data import StudyData
+
+GN_TITLE = "Why do GN, LN and IN trail at this budget?"
+GLOVE_TITLE = "Why does GloVe not help here?"
+
+HypothesisVerdict = Literal["supported", "contradicted", "not supported at this budget", "undetermined", "not run"]
+
+# ResNet-14 (n=2): the channels of its three stages.
+STAGE_CHANNELS = (16, 32, 64)
+DEFAULT_GN_GROUPS = 8
+
+
+@dataclass(frozen=True)
+class Test:
+    """One comparison a hypothesis predicts: ``a`` against ``b`` should come out ``expected``."""
+
+    __test__ = False  # not a pytest test class
+
+    a: str
+    b: str
+    expected: Literal["higher", "lower"]
+
+
+def hypothesis_verdict(estimates: Sequence[Optional[Estimate]], tests: Sequence[Test]) -> HypothesisVerdict:
+    """Supported when every comparison goes the predicted way by more than seed noise; contradicted when
+    one goes the other way; not supported when none is contradicted but one shows no detectable
+    difference; undetermined when one cannot be told from noise; not run when a side has no run."""
+    if not estimates or any(e is None for e in estimates):
+        return "not run"
+    dirs = [e.direction for e in estimates]
+    if any(d not in (t.expected, "none", "unknown") for d, t in zip(dirs, tests)):
+        return "contradicted"
+    if "unknown" in dirs:
+        return "undetermined"
+    if all(d == t.expected for d, t in zip(dirs, tests)):
+        return "supported"
+    return "not supported at this budget"
+
+
+def _m(study: StudyData, name: str, key: str, split: str = "test") -> Measured:
+    return Measured.of(name, study.values(name, split, key))
+
+
+def _have(study: StudyData, names: Sequence[str]) -> bool:
+    return all(study.get(n) is not None and study.get(n).available for n in names)
+
+
+def _judge(study: StudyData, tests: Sequence[Test], key: str, what: str, spread: Optional[Spread]):
+    """(verdict, sentences) of one hypothesis on ``key`` (test split)."""
+    if not all(_have(study, (t.a, t.b)) for t in tests):
+        return "not run", []
+    ests = [difference(_m(study, t.a, key), _m(study, t.b, key), spread) for t in tests]
+    said = [difference_sentence(_m(study, t.a, key), _m(study, t.b, key), what, spread) for t in tests]
+    return hypothesis_verdict(ests, tests), said
+
+
+def _not_run(names: Sequence[str], command: str) -> str:
+    return ("Not run in this study: " + ", ".join(f"`{n}`" for n in names) + f". They run with `{command}`.")
+
+
+def _verdict_line(label: str, verdict: str) -> str:
+    return f"{label}: **{verdict}**."
+
+
+# ----------------------------------------------------------------------------- ResNet
+
+
+def fit_sentences(study: StudyData, slow: Sequence[str] = ("in", "gn", "ln"), ref: Sequence[str] = ("bn", "nn")
+                  ) -> list[str]:
+    """Whether the trailing norms fit the training set less than ``ref`` (train accuracy at the best
+    checkpoint), and whether they overfit more (their train-test gap against ``bn``'s)."""
+    train = {n: _m(study, n, "accuracy", "train") for n in (*ref, *slow)}
+    test = {n: _m(study, n, "accuracy") for n in train}
+    if not all(m.values for m in train.values()) or not all(m.values for m in test.values()):
+        return []
+    floor = min(train[n].mean for n in ref)
+    less = [n for n in slow if train[n].mean < floor]
+    out = ["Train accuracy at the best checkpoint: " + ", ".join(f"`{n}` {m.short()}" for n, m in train.items())
+           + "; " + (", ".join(f"`{n}`" for n in less) + f" fit{'s' if len(less) == 1 else ''} the training set "
+                     "less than " + " and ".join(f"`{n}`" for n in ref) if less else
+                     "none of " + ", ".join(f"`{n}`" for n in slow) + " fits the training set less than "
+                     + " and ".join(f"`{n}`" for n in ref)) + "."]
+    gap = {n: train[n].mean - test[n].mean for n in train}
+    more = [n for n in slow if gap[n] > gap["bn"]]
+    out.append("Train–test gaps: " + ", ".join(f"`{n}` {gap[n]:.2f}" for n in train) + " points: "
+               + (", ".join(f"`{n}`" for n in more) + " overfit more than `bn`." if more else
+                  "none of them overfits more than `bn`."))
+    return out
+
+
+
+def gn_section(study: StudyData, out: Path, command: str) -> Section:
+    spread = pooled_spread([_m(study, v.name, "accuracy") for v in study.variants])
+    groups = [("gn_g2", 2), ("gn_g4", 4), ("gn", DEFAULT_GN_GROUPS), ("gn_g16", 16)]
+    assert tuple(g for _, g in groups if g != DEFAULT_GN_GROUPS) == RESNET_GN_GROUPS
+    rows = []
+    for name, g in groups:
+        acc, tr = _m(study, name, "accuracy"), _m(study, name, "accuracy", "train")
+        per = " / ".join(str(max(1, c // g)) for c in STAGE_CHANNELS)
+        rows.append([f"`{name}`", str(g), per, acc.short() if acc.values else "not run",
+                     tr.short() if tr.values else "–"])
+    v = Verdict()
+    # what the study's own runs show, whatever else was run
+    v.answer += fit_sentences(study)
+    # group size: each G against the default 8
+    size_tests = [Test(n, "gn", "higher") for n, g in groups if n != "gn"]
+    present = [t for t in size_tests if _have(study, (t.a, t.b))]
+    if present:
+        said = [difference_sentence(_m(study, t.a, "accuracy"), _m(study, "gn", "accuracy"), "test accuracy", spread)
+                for t in present]
+        ests = [difference(_m(study, t.a, "accuracy"), _m(study, "gn", "accuracy"), spread) for t in present]
+        better = [t.a for t, e in zip(present, ests) if e.direction == "higher"]
+        worse = [t.a for t, e in zip(present, ests) if e.direction == "lower"]
+        verdict = ("supported" if better else "undetermined" if any(e.direction == "unknown" for e in ests)
+                   else "not supported at this budget")
+        v.answer.append(_verdict_line("Group size (another G fits better than G = 8)", verdict))
+        v.answer += said
+        if better:
+            v.answer.append("Detectably better than G = 8: " + ", ".join(f"`{n}`" for n in better) + ".")
+        if worse:
+            v.answer.append("Detectably worse than G = 8: " + ", ".join(f"`{n}`" for n in worse) + ".")
+    else:
+        verdict = "not run"
+        v.answer.append(_verdict_line("Group size", "not run"))
+    missing_sizes = [t.a for t in size_tests if t not in present]
+    # learning rate: each norm at 0.05 against itself at 0.1
+    tag = f"{RESNET_ANOMALY_LR:g}".replace("0.", "")
+    lr_tests = [Test(f"{n}_lr{tag}", n, "higher") for n in ("ln", "gn", "in")]
+    lr_verdict, lr_said = _judge(study, lr_tests, "accuracy", "test accuracy", spread)
+    v.answer.append(_verdict_line(f"Learning rate (lr {RESNET_ANOMALY_LR:g} fits LN, GN and IN better than 0.1)",
+                                  lr_verdict))
+    v.answer += lr_said
+    v.answer.insert(0, f"Explanations tested: group size {verdict}; learning rate {lr_verdict}.")
+    notes = []
+    missing = missing_sizes + [t.a for t in lr_tests if not _have(study, (t.a,))]
+    if missing:
+        notes.append(_not_run(missing, command))
+    notes.append(f"Channels per group in the three stages ({' / '.join(map(str, STAGE_CHANNELS))} channels) are "
+                 "C / G: G = 8 leaves 2 channels per group in the first stage; Wu & He use G = 32 on 64 or more "
+                 "channels and report the group size as the sensitive choice.")
+    return Section(GN_TITLE, None, [(["variant", "groups G", "channels per group (stages 1 / 2 / 3)",
+                                      "test acc", "train acc"], rows)], v, notes)
+
+
+# ----------------------------------------------------------------------------- NER
+
+
+def glove_section(study: StudyData, out: Path, command: str) -> Section:
+    spread = pooled_spread([_m(study, v.name, "entity_f1") for v in study.variants])
+    v = Verdict()
+    if _have(study, ("glove", "random50")):
+        tr = {n: _m(study, n, "micro_f1", "train") for n in ("glove", "random50", "random")}
+        v.answer.append(difference_sentence(_m(study, "glove", "entity_f1"), _m(study, "random50", "entity_f1"),
+                                            "test entity F1", spread))
+        if all(m.values for m in tr.values()):
+            slower = tr["glove"].mean < min(tr["random50"].mean, tr["random"].mean)
+            how = "fits the training set less" if slower else "fits the training set at least as well"
+            v.answer.append(f"The GloVe run {how} (train micro F1 at the best checkpoint: "
+                            + ", ".join(f"`{n}` {m.short()}" for n, m in tr.items()) + ").")
+    scale_tests = [Test("glove_small", "glove", "higher"), Test("random50_large", "random50", "lower")]
+    scale_verdict, scale_said = _judge(study, scale_tests, "entity_f1", "test entity F1", spread)
+    v.answer.append(_verdict_line(f"Scale (GloVe's spread, std {GLOVE_6B_50D_STD:g} against the random "
+                                  f"initialization's {RANDOM_50D_STD:g}, slows learning: GloVe rescaled down does "
+                                  f"better, random scaled up does worse)", scale_verdict))
+    v.answer += scale_said
+    cov_tests = [Test("glove_few", "random50_few", "higher")]
+    cov_verdict, cov_said = _judge(study, cov_tests, "entity_f1", "test entity F1", spread)
+    v.answer.append(_verdict_line(f"Coverage (pretrained vectors help when the training set lacks the words: GloVe "
+                                  f"beats random 50-d on {NER_FEW_SENTENCES:,} training sentences)", cov_verdict))
+    v.answer += cov_said
+    v.answer.insert(0, f"Explanations tested: scale {scale_verdict}; coverage {cov_verdict}.")
+    notes = []
+    missing = [n for t in scale_tests + cov_tests for n in (t.a, t.b) if not _have(study, (n,))]
+    if missing:
+        notes.append(_not_run(list(dict.fromkeys(missing)), command))
+    shares = sorted({float(((r.config.get("data") or {}).get("embeddings") or {}).get("share_found"))
+                     for r in study.runs if ((r.config.get("data") or {}).get("embeddings") or {}).get("share_found")
+                     is not None})
+    if shares:
+        notes.append("Share of the vocabulary found in GloVe: " + ", ".join(f"{x * 100:.2f}%" for x in shares)
+                     + " (the rest start as random vectors at GloVe's spread).")
+    return Section(GLOVE_TITLE, None, [], v, notes)
+
+
+def anomaly_command(study: StudyData, names: Sequence[str]) -> str:
+    """The study command that runs ``names`` into this study's folder."""
+    from dataclasses import replace
+
+    from normlab.study.report_header import study_command
+
+    if study.settings is not None:
+        return study_command(replace(study.settings, variants=list(names)))
+    return f"normlab study {study.kind} ... --variants {' '.join(names)}"
+
+
+def anomaly_sections(study: StudyData, out: Path) -> list[Section]:
+    from normlab.study.grids import anomaly_variants
+
+    names = [v.name for v in anomaly_variants(study.kind)]
+    command = anomaly_command(study, names)
+    return [gn_section(study, out, command)] if study.kind == "resnet" else [glove_section(study, out, command)]

@@ -1,0 +1,103 @@
+"""The table of claims: each claim a study tests, our measurement with its interval, and a verdict.
+
+A claim is a direction (or an equality) of one difference the report already computes;
+``answers_stats.claim_verdict`` turns its 95% interval into reproduced / not reproduced /
+inconclusive at this budget (a one-seed side has no interval, so it is inconclusive). The
+report shows the table near its top ("Claims tested"); docs/results/README.md opens with
+the two studies' tables copied from the reports.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from normlab.study.answers_common import Measured
+from normlab.study.answers_stats import Estimate, claim_verdict, difference, estimate_cell, pooled_spread
+from normlab.study.report_data import StudyData
+
+HEADER = ["claim", "source", "our measurement (points, 95% interval, n seeds)", "verdict", "why"]
+
+
+def _m(study: StudyData, name: str, key: str, split: str = "test") -> Measured:
+    return Measured.of(name, study.values(name, split, key))
+
+
+def _row(claim: str, source: str, what: str, e: Optional[Estimate], expected: str,
+         margin: Optional[float] = None) -> list[str]:
+    verdict, why = claim_verdict(e, expected, margin)
+    return [claim, source, f"{what}: {estimate_cell(e)}", f"**{verdict}**", why]
+
+
+def resnet_claims(study: StudyData) -> list[list[str]]:
+    from normlab.study.answers_resnet import SANITY_MARGIN_POINTS, size_estimate
+
+    spread = pooled_spread([_m(study, v.name, "accuracy") for v in study.variants])
+    acc = lambda n: _m(study, n, "accuracy")
+    rows = [_row("Our BN computes what `nn.BatchNorm2d` does (equal within 1 point)", "the study's sanity check",
+                 "`bn` − `torch_bn` test accuracy", difference(acc("bn"), acc("torch_bn"), spread), "equal",
+                 SANITY_MARGIN_POINTS)]
+    # BN beats the batch-independent norms at a large batch: each detectably below bn
+    others = ["in", "ln", "gn"]
+    ests = {n: difference(acc(n), acc("bn"), spread) for n in others}
+    cells = "; ".join(f"`{n}` − `bn` {estimate_cell(e)}" for n, e in ests.items())
+    verdicts = {n: claim_verdict(e, "lower") for n, e in ests.items()}
+    if any(v == "not reproduced" for v, _ in verdicts.values()):
+        verdict = "not reproduced"
+        why = "detectably above `bn`: " + ", ".join(f"`{n}`" for n, (v, _) in verdicts.items() if v == "not reproduced")
+    elif all(v == "reproduced" for v, _ in verdicts.values()):
+        verdict, why = "reproduced", "every other variant's interval lies below 0"
+    else:
+        verdict = "inconclusive at this budget"
+        why = "no interval or an interval covering 0 for " + ", ".join(
+            f"`{n}`" for n, (v, _) in verdicts.items() if v != "reproduced")
+    rows.append(["BN beats IN, LN and GN at a large batch (128 here)", "Wu & He 2018 (Table 1: 32 images per GPU)",
+                 f"test accuracy: {cells}", f"**{verdict}**", why])
+    size = size_estimate(acc("gn"), acc("gn_b8"), acc("bn"), acc("bn_b8"), spread)
+    rows.append(_row("GN is less sensitive than BN to batch 8 instead of 128", "Wu & He 2018 (Fig. 1)",
+                     "|change of `gn`| − |change of `bn`| test accuracy", size, "lower"))
+    return rows
+
+
+def ner_claims(study: StudyData) -> list[list[str]]:
+    from normlab.study.answers_ner import pair_estimate
+
+    rows = []
+    for claim, source, a, b in (
+            ("Pretrained embeddings help (GloVe against random, same dimension)", "Lample et al. 2016",
+             "glove", "random50"),
+            ("Character features help", "Lample et al. 2016", "glove_char", "glove"),
+            ("A layer-normalized LSTM helps (softmax head)", "Ba et al. 2016", "glove_char_ln", "glove_char"),
+            ("A layer-normalized LSTM helps (CRF head)", "Ba et al. 2016", "crf_ln", "crf"),
+            ("A CRF layer helps", "Lample et al. 2016", "crf", "glove_char")):
+        e, what = pair_estimate(study, a, b)
+        rows.append(_row(claim, source, f"`{a}` − `{b}` {what}", e, "higher"))
+    init = "The CRF initialization (BIO-invalid transitions fixed at -10,000) gives only valid output"
+    inv = {n: study.values(n, "test", "invalid_transitions") for n in ("crf", "crf_free", "glove_char")}
+    if inv["crf"]:
+        ok = all(x == 0 for x in inv["crf"])
+        shown = ", ".join(f"`{n}` {', '.join(str(int(x)) for x in v) or 'n/a'}" for n, v in inv.items())
+        rows.append([init, "docs/ner.md", f"invalid transitions in the test predictions: {shown}",
+                     f"**{'reproduced' if ok else 'not reproduced'}**",
+                     "a count, not an estimate: every seed of `crf` has 0" if ok else "`crf` output an invalid tag"])
+    else:
+        rows.append([init, "docs/ner.md", "not recorded by these runs",
+                     "**inconclusive at this budget**", "no count of invalid transitions"])
+    e, what = pair_estimate(study, "crf", "crf_free")
+    rows.append(_row_not_lower("The constrained initialization does not lower entity F1 against learned "
+                               "transitions", "docs/ner.md", f"`crf` − `crf_free` {what}", e))
+    return rows
+
+
+def _row_not_lower(claim: str, source: str, what: str, e: Optional[Estimate]) -> list[str]:
+    """A claim of no loss: reproduced when the interval does not lie below 0, not reproduced when it does."""
+    if e is None or not e.has_interval:
+        verdict, why = claim_verdict(e, "higher")
+    elif e.hi < 0:
+        verdict, why = "not reproduced", "the interval lies below 0"
+    else:
+        verdict, why = "reproduced", "the interval does not lie below 0"
+    return [claim, source, f"{what}: {estimate_cell(e)}", f"**{verdict}**", why]
+
+
+def claims_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
+    return HEADER, resnet_claims(study) if study.kind == "resnet" else ner_claims(study)

@@ -1,0 +1,194 @@
+"""The anomaly experiments: grid entries run only when named, their run commands, and --embedding-std."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from normlab.cli import main
+from normlab.study.grids import (GLOVE_6B_50D_STD, RANDOM_50D_STD, StudySettings, anomaly_variants, run_command,
+                                 select_variants, variants_for)
+from normlab.train import ner, rundir
+
+from test_train_ner import tiny_cfg, tiny_data  # noqa: F401 (a fixture)
+
+
+def test_anomaly_variants_are_not_in_the_default_grid_but_can_be_named():
+    for kind in ("resnet", "ner"):
+        default = {v.name for v in variants_for(kind)}
+        extra = {v.name for v in anomaly_variants(kind)}
+        assert extra and not extra & default
+        assert {v.name for v in select_variants(kind, None)} == default
+        assert [v.name for v in select_variants(kind, sorted(extra))] == [v.name for v in anomaly_variants(kind)]
+    assert {v.name for v in anomaly_variants("resnet")} == {"gn_g2", "gn_g4", "gn_g16", "ln_lr05", "gn_lr05",
+                                                            "in_lr05"}
+    with pytest.raises(ValueError, match="expected variants among .*gn_g16.*, got gn_g3"):
+        select_variants("resnet", ["gn_g3"])
+
+
+def test_anomaly_run_commands_carry_their_own_settings():
+    s = StudySettings(kind="resnet", out="o", data="cifar.zip", epochs=20, variants=["gn_g2", "ln_lr05"])
+    s.validate()
+    g2, lr = select_variants("resnet", s.variants)
+    argv = run_command(s, g2, 0, False)
+    assert argv[argv.index("--gn-groups") + 1] == "2" and argv[argv.index("--norm") + 1] == "gn"
+    assert run_command(s, lr, 0, False)[run_command(s, lr, 0, False).index("--lr") + 1] == "0.05"
+    n = StudySettings(kind="ner", out="o", data="gmb.csv", embeddings="glove-6b-50d",
+                      variants=["glove_small", "random50_large", "glove_few", "random50_few"])
+    n.validate()
+    small, large, few, few_r = select_variants("ner", n.variants)
+    a = run_command(n, small, 0, False)
+    assert a[a.index("--embedding-std") + 1] == repr(RANDOM_50D_STD) and "glove-6b-50d" in a
+    b = run_command(n, large, 0, False)
+    assert b[b.index("--embedding-std") + 1] == repr(GLOVE_6B_50D_STD) and "--embeddings" not in b
+    assert run_command(n, few, 0, False)[run_command(n, few, 0, False).index("--limit-train") + 1] == "3000"
+    assert "--embeddings" not in run_command(n, few_r, 0, False)
+
+
+def test_embedding_std_rescales_the_initial_vectors(tiny_data, tmp_path, monkeypatch):  # noqa: F811
+    seen = {}
+    real = ner.BiLSTMTagger
+
+    class Spy(real):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            seen["model"] = self
+
+    monkeypatch.setattr(ner, "BiLSTMTagger", Spy)
+    init = {}
+    orig_save = rundir.atomic_torch_save
+
+    def save(obj, path):  # the first checkpoint holds the weights after at most a few updates; keep the config
+        init.setdefault("cfg", rundir.read_json(tmp_path / "r" / rundir.CONFIG))
+        return orig_save(obj, path)
+
+    monkeypatch.setattr(rundir, "atomic_torch_save", save)
+    ner.fit(tiny_cfg(tiny_data, tmp_path / "r", epochs=1, embedding_std=0.5, lr=1e-12, dropout=0.0), progress=False)
+    w = seen["model"].word_embed.weight.detach()
+    pad = 0  # <pad> is the first entry of the word vocabulary
+    assert float(w[1:].std()) == pytest.approx(0.5, rel=1e-3)  # lr 1e-12: the weights are the initial ones
+    assert torch.all(w[pad] == 0) or float(w[pad].abs().max()) < 1
+    emb = init["cfg"]["data"]["embeddings"]
+    assert emb["std_before_rescaling"] == pytest.approx(1 / 12 ** 0.5, rel=0.1)  # uniform +-sqrt(3/12)
+    assert init["cfg"]["config"]["embedding_std"] == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_embedding_std_refuses_bad_values(tiny_data, tmp_path, value, capsys):  # noqa: F811
+    try:
+        rc = main(["ner", "train", "--data", *tiny_data, "--embedding-std", value, "--out", str(tmp_path / "r")])
+    except SystemExit as e:  # argparse refuses a non-finite number itself
+        rc = e.code
+    assert rc == 2
+    assert "--embedding-std" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the report's sections
+
+import numpy as np  # noqa: E402
+
+from normlab.study.answers_anomalies import (GLOVE_TITLE, GN_TITLE, Test, glove_section, gn_section,  # noqa: E402
+                                             hypothesis_verdict)
+from normlab.study.answers_common import Measured  # noqa: E402
+from normlab.study.answers_stats import difference  # noqa: E402
+from normlab.study.report import load_study, write_report  # noqa: E402
+from normlab.train.rundir import atomic_write_json, read_json  # noqa: E402
+
+from test_report import make_run  # noqa: E402
+
+
+def M(name, *vals):
+    return Measured.of(name, vals)
+
+
+def test_hypothesis_verdict_for_every_outcome():
+    up = difference(M("a", 0.80, 0.81, 0.82), M("b", 0.75, 0.76, 0.77))
+    down = difference(M("a", 0.75, 0.76, 0.77), M("b", 0.80, 0.81, 0.82))
+    flat = difference(M("a", 0.80, 0.81, 0.82), M("b", 0.805, 0.815, 0.825))
+    unknown = difference(M("a", 0.8), M("b", 0.7))
+    hi, lo = Test("a", "b", "higher"), Test("a", "b", "lower")
+    assert hypothesis_verdict([up], [hi]) == "supported"
+    assert hypothesis_verdict([up, down], [hi, lo]) == "supported"
+    assert hypothesis_verdict([down], [hi]) == "contradicted"
+    assert hypothesis_verdict([up, up], [hi, lo]) == "contradicted"
+    assert hypothesis_verdict([flat], [hi]) == "not supported at this budget"
+    assert hypothesis_verdict([up, flat], [hi, hi]) == "not supported at this budget"
+    assert hypothesis_verdict([unknown], [hi]) == "undetermined"
+    assert hypothesis_verdict([None], [hi]) == "not run" and hypothesis_verdict([], []) == "not run"
+
+
+def _run(root, variant, seed, test_acc=None, train_acc=None, entity=None, kind="resnet"):
+    d = make_run(root, kind, variant, seed, np.random.default_rng(seed), epochs=2)
+    s = read_json(d / "summary.json")
+    if test_acc is not None:
+        s["metrics"]["test"]["accuracy"] = test_acc
+    if train_acc is not None:
+        s["metrics"]["train"]["accuracy"] = train_acc
+    if entity is not None:
+        s["metrics"]["test"]["entity_f1"] = entity
+    atomic_write_json(d / "summary.json", s)
+
+
+def test_gn_section_says_not_run_without_the_anomaly_runs(tmp_path):
+    for n, (te, tr) in {"bn": (0.83, 0.88), "nn": (0.80, 0.83), "in": (0.78, 0.81), "gn": (0.77, 0.81),
+                        "ln": (0.76, 0.79)}.items():
+        _run(tmp_path, n, 0, te, tr)
+    sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
+    assert sec.verdict.headline == "Explanations tested: group size not run; learning rate not run."
+    assert "`in`, `gn`, `ln` fit the training set less than `bn` and `nn`." in " ".join(sec.verdict.answer)
+    assert "none of them overfits more than `bn`." in " ".join(sec.verdict.answer)
+    assert sec.notes[0] == ("Not run in this study: `gn_g2`, `gn_g4`, `gn_g16`, `ln_lr05`, `gn_lr05`, `in_lr05`. "
+                            "They run with `CMD`.")
+    assert sec.title == GN_TITLE and sec.tables[0][1][2][:3] == ["`gn`", "8", "2 / 4 / 8"]
+
+
+def test_gn_section_reads_the_sweep_and_the_lr_point(tmp_path):
+    for seed, c in enumerate((-0.001, 0.0, 0.001)):
+        _run(tmp_path, "gn", seed, 0.77 + c, 0.81)
+        _run(tmp_path, "gn_g2", seed, 0.80 + c)  # better than G = 8
+        _run(tmp_path, "gn_g4", seed, 0.7702 + c)  # no detectable difference
+        _run(tmp_path, "gn_g16", seed, 0.75 + c)  # worse
+        for n in ("ln", "in"):
+            _run(tmp_path, n, seed, 0.76 + c)
+            _run(tmp_path, f"{n}_lr05", seed, 0.76 + c)  # no gain from lr 0.05
+        _run(tmp_path, "gn_lr05", seed, 0.77 + c)
+    sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
+    text = " ".join(sec.verdict.answer)
+    assert sec.verdict.headline == ("Explanations tested: group size supported; learning rate not supported at this "
+                                    "budget.")
+    assert "Detectably better than G = 8: `gn_g2`." in text and "Detectably worse than G = 8: `gn_g16`." in text
+    assert "`gn_g2` against `gn` on test accuracy: 80.00 ± 0.10% against 77.00 ± 0.10%, a difference of +3.00 " \
+           "points, 95% interval" in text
+    assert not [n for n in sec.notes if n.startswith("Not run")]
+
+
+def _ner(root, variant, entity, train_micro=None):
+    d = make_run(root, "ner", variant, 0, np.random.default_rng(0), epochs=2)
+    s = read_json(d / "summary.json")
+    s["metrics"]["test"]["entity_f1"] = entity
+    if train_micro is not None:
+        s["metrics"]["train"]["micro_f1"] = train_micro
+    atomic_write_json(d / "summary.json", s)
+
+
+def test_glove_section_with_one_seed_is_undetermined_and_names_what_is_missing(tmp_path):
+    _ner(tmp_path, "glove", 0.79, 0.82)
+    _ner(tmp_path, "random50", 0.80, 0.87)
+    _ner(tmp_path, "random", 0.81, 0.89)
+    _ner(tmp_path, "glove_small", 0.81)
+    _ner(tmp_path, "random50_large", 0.78)
+    sec = glove_section(load_study(tmp_path), tmp_path, "CMD")
+    text = " ".join(sec.verdict.answer)
+    assert sec.title == GLOVE_TITLE
+    assert sec.verdict.headline == "Explanations tested: scale undetermined; coverage not run."
+    assert "The GloVe run fits the training set less (train micro F1 at the best checkpoint: `glove` 82.00%" in text
+    assert "`glove_small` against `glove` on test entity F1: 81.00% against 79.00%" in text
+    assert sec.notes[0] == "Not run in this study: `glove_few`, `random50_few`. They run with `CMD`."
+
+
+def test_report_has_both_anomaly_sections(tmp_path):
+    for kind, root in (("resnet", tmp_path / "r"), ("ner", tmp_path / "n")):
+        make_run(root, kind, "bn" if kind == "resnet" else "glove", 0, np.random.default_rng(0))
+        md = write_report(root)[0].read_text()
+        title = GN_TITLE if kind == "resnet" else GLOVE_TITLE
+        assert f"## {title}" in md and "Not run in this study" in md
