@@ -113,3 +113,29 @@ def test_data_generator_keeps_the_device_index():
     finally:
         r.torch.Generator = real
     assert seen == [torch.device("cuda", 3), "cpu"]
+
+
+@pytest.mark.parametrize("device, batch, mode", [("cuda", 8, "reduce-overhead"), ("cuda:1", 32, "reduce-overhead"),
+                                                 ("cuda", 128, "default"), ("cpu", 8, "default"),
+                                                 ("mps", 8, "default")])
+def test_small_batches_train_under_cuda_graphs_on_a_gpu_only(device, batch, mode):
+    from normlab.train.resnet import compile_mode
+
+    assert compile_mode(torch.device(device), batch) == mode
+
+
+def test_a_cpu_run_records_that_it_used_no_cuda_graphs(tmp_path):
+    from PIL import Image
+
+    from normlab.train.resnet import ResNetConfig, fit
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 6)):
+        for k in range(2):
+            d = tmp_path / "img" / split / f"c{k}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    s = fit(ResNetConfig(n=1, data=str(tmp_path / "img"), val_size=8, batch_size=8, epochs=1, compile="off",
+                         out=str(tmp_path / "run"), device="cpu"), progress=False)
+    assert s["cuda_graphs"] is False and s["compiled"] is False

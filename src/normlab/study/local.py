@@ -69,8 +69,10 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                 if slot in running or not pending:
                     continue
                 t = pending.pop(0)
+                # TORCHINDUCTOR_COMPILE_THREADS: N runs compiling at once each start their own compile
+                # workers; the run's share of the cores keeps them from oversubscribing the machine.
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                           PYTHONUNBUFFERED="1")
+                           TORCHINDUCTOR_COMPILE_THREADS=str(threads), PYTHONUNBUFFERED="1")
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
                 argv = run_command(settings, t.variant, t.seed, t.resume)

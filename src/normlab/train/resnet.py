@@ -303,8 +303,8 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, cfg: R
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
         preds.append(logits.argmax(1))
-        if features:
-            feats.append(f.float())
+        if features:  # a copy: under CUDA graphs the next batch overwrites the graph's output
+            feats.append(f.float().clone())
     pred = torch.cat(preds).cpu().numpy()
     out = classification_metrics(y.cpu().numpy(), pred)
     out["loss"] = float(loss_sum) / len(y)
@@ -313,6 +313,17 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, cfg: R
         q = torch.quantile(flat.cpu(), torch.tensor(list(QUANTILES.values())))
         out["quantiles"] = {k: float(v) for k, v in zip(QUANTILES, q)}
     return out
+
+
+# Batches up to this size train under CUDA graphs on a GPU (``torch.compile(mode="reduce-overhead")``):
+# a batch-8 step of ResNet-14 is bound by kernel launches, 27.6 ms eager and 4.3 ms with CUDA graphs
+# on an H200 (benchmarks/results/gpu-h200-2026-11-30.json); at batch 128 plain compile is as fast.
+CUDA_GRAPHS_MAX_BATCH = 32
+
+
+def compile_mode(device: torch.device, batch_size: int) -> str:
+    """torch.compile's mode for a run: CUDA graphs for small batches on a GPU, else the default."""
+    return "reduce-overhead" if device.type == "cuda" and batch_size <= CUDA_GRAPHS_MAX_BATCH else "default"
 
 
 class _Net:
@@ -325,13 +336,14 @@ class _Net:
     """
 
     def __init__(self, model: nn.Module, mode: CompileMode, log: _Log, channels_last: bool,
-                 auto_layout: bool = False) -> None:
+                 auto_layout: bool = False, torch_mode: str = "default") -> None:
         self.model, self.mode, self.log = model, mode, log
         # The layout in use; with ``auto_layout`` it falls back to NCHW with eager mode.
         self.channels_last, self.auto_layout = channels_last, auto_layout
         self.compiled = None
+        self.cuda_graphs = mode != "off" and torch_mode == "reduce-overhead"
         if mode != "off":
-            self.compiled = torch.compile(model)
+            self.compiled = torch.compile(model, mode=torch_mode)
         self._proved: set[str] = set()
 
     @property
@@ -350,11 +362,13 @@ class _Net:
             if self.mode == "on":
                 raise ValueError(f"--compile on: torch.compile failed ({type(e).__name__}: {str(e)[:300]}); "
                                  "use --compile auto or off") from e
-            msg = (f"warning: torch.compile is not usable here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                   "training in eager mode")
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            msg = (f"warning: torch.compile is not usable here ({type(e).__name__}: {first}); "
+                   "training in eager mode, several times slower (on a GPU about 4x for batch 128 and 6x for "
+                   "batch 8: benchmarks/README.md); --compile on makes this an error")
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             self.log(msg, err=True, echo=False)  # the warning itself is shown once, by warnings
-            self.compiled = None
+            self.compiled, self.cuda_graphs = None, False
             for p in self.model.parameters():
                 p.grad = None
             if self.auto_layout and self.channels_last:
@@ -473,7 +487,8 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         log(f"normlab resnet: ResNet-{6 * cfg.n + 2} norm={cfg.norm} on {ds.source} "
             f"({len(tr_y)} train / {len(va_y)} val images), device {device}, out {out}")
 
-    net = _Net(model, cfg.compile, log, channels_last, auto_layout=cfg.channels_last is None)
+    net = _Net(model, cfg.compile, log, channels_last, auto_layout=cfg.channels_last is None,
+               torch_mode=compile_mode(device, cfg.batch_size))
     show_bar = progress and sys.stderr.isatty()
     # A per-step .item() costs nothing on CPU but stalls an accelerator's queue.
     check_every = 1 if device.type == "cpu" else 25
@@ -507,6 +522,8 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
                                                      mean=mean, std=std, generator=gen, drop_last=True)):
             if net.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
+            if net.cuda_graphs:  # a new training step: earlier graph outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
             logits, loss = net.guarded(lambda m: train_step(m, xb, yb), "train")
             optimizer.step()
             clip_gates_(model)
@@ -593,6 +610,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         "seconds_per_epoch": statistics.median(r["seconds"] for r in records) if records else None,
         "best_val_accuracy": state["best_val_accuracy"],
         "compiled": net.is_compiled,
+        "cuda_graphs": net.cuda_graphs,
         "channels_last": net.channels_last,
         "metrics": metrics,
     }
