@@ -58,12 +58,15 @@ class Budget:
     cost: str
 
 
-# Measured costs: docs/results/README.md (2-core AMD EPYC / Xeon with AVX-512, torch 2.13 CPU).
+# Measured costs: docs/results/README.md (2-core AMD EPYC / Xeon with AVX-512, torch 2.13 CPU);
+# on a GPU: benchmarks/results/gpu-h200-2026-11-30.json (one H200, torch 2.11 CUDA 13).
 BUDGETS: dict[str, dict[str, Budget]] = {
     "resnet": {
         "full": Budget("full", RESNET_FULL_EPOCHS, (), 3,
                        "the study's own: 100 epochs per run, cosine-annealed, early stopping on validation",
-                       "about 1 GPU-hour per batch-128 run on a recent GPU; days on a CPU"),
+                       "on one H200 about 4 min per batch-128 run and 37 min per batch-8 run, the 13 runs about "
+                       "40 min with 4 sharing the GPU (estimated from benchmarks/gpu.py's measurements, "
+                       "benchmarks/README.md); days on a CPU"),
         "cpu": Budget("cpu", 20, ("--label-smoothing", "0.1", "--warmup-epochs", "1"), 3,
                       "every run on the full data (40,000 / 10,000 / 10,000 images) for 20 epochs, the cosine "
                       "schedule annealed over those 20 after a 1-epoch warm-up, label smoothing 0.1 (the same "
@@ -73,7 +76,9 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "ner": {
         "full": Budget("full", None, (), 1,
                        f"the study's own: up to {NER_FULL_EPOCHS} epochs, early stopping (patience 5) on "
-                       "validation entity F1", "about 3 hours on a 2-core CPU"),
+                       "validation entity F1", "on one H200 at most 25 min per run (17-29 s an epoch, most of it "
+                       "evaluation), the 8 runs at most about 25 min with 8 sharing the GPU (estimated from "
+                       "benchmarks/gpu.py, benchmarks/README.md); about 3 hours on a 2-core CPU"),
         "cpu": Budget("cpu", NER_CPU_EPOCHS, ("--patience", "3"), 1,
                       f"every run on the full GMB split for at most {NER_CPU_EPOCHS} epochs, early stopping "
                       "(patience 3) on validation entity F1",
