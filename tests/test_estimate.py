@@ -44,7 +44,8 @@ def test_estimate_times_each_kind_once_and_progress_rescales():
     tasks = [Task(v, seed, None, False) for v in select_variants("resnet", ["torch_bn", "bn"])
              for seed in s.seed_list(v.name)]
     timed = []
-    est = E.estimate_study(s, tasks, threads=1, timer=lambda norm, bs: timed.append(norm) or (1.0, 0.0))
+    est = E.estimate_study(s, tasks, threads=1, timer=lambda norm, bs: timed.append(norm) or (1.0, 0.0),
+                           cold_start=0.0)
     assert sorted(timed) == ["bn", "torch_bn"]  # two kinds, four runs
     assert set(est.per_run) == {"torch_bn-seed0", "torch_bn-seed1", "bn-seed0", "bn-seed1"}
     assert est.total == pytest.approx(40.0)
@@ -79,3 +80,25 @@ def test_real_step_timings_are_positive():
     train, ev = E.ner_step_seconds({"embeddings": "glove", "char": True, "crf": True, "layer_norm": True},
                                    batch_size=8, length=6)
     assert train > 0 and ev > 0
+
+
+def test_cold_first_epoch_is_measured_on_the_studys_finished_runs(tmp_path):
+    from normlab.train.rundir import append_jsonl, atomic_write_json
+
+    s = StudySettings(kind="resnet", out=str(tmp_path), data="d", epochs=1, jobs=1, variants=["nn"])
+    assert E.cold_start_seconds(s, "cpu") == E.COLD_START_SECONDS["cpu"]  # nothing finished: the constant
+    assert E.cold_start_seconds(s, "cuda") == E.COLD_START_SECONDS["cuda"]
+    for name, firsts in (("bn/seed0", [130.0, 30.0, 31.0, 29.0]), ("gn/seed0", [90.0, 40.0, 40.0]),
+                         ("ln/seed0", [500.0, 10.0])):  # two epochs: too few to tell
+        d = tmp_path / "runs" / name
+        for i, sec in enumerate(firsts):
+            append_jsonl(d / "metrics.jsonl", {"epoch": i + 1, "seconds": sec})
+        atomic_write_json(d / "summary.json", {})
+    append_jsonl(tmp_path / "runs/in/seed0/metrics.jsonl", {"epoch": 1, "seconds": 999.0})  # unfinished
+    assert E.cold_start_seconds(s, "cpu") == pytest.approx((100.0 + 50.0) / 2)
+    assert E.cold_start_seconds(StudySettings(kind="ner", out=str(tmp_path), data="g"), "cpu") == 0.0
+    fresh = Task(select_variants("resnet", ["nn"])[0], 0, None, False)
+    resumed = Task(select_variants("resnet", ["bn"])[0], 0, None, True)
+    est = E.estimate_study(s, [fresh, resumed], threads=1, timer=lambda norm, bs: (1.0, 0.0))
+    alone = E.run_seconds(s, fresh.variant, lambda n, b: (1.0, 0.0))
+    assert est.per_run["nn-seed0"] == pytest.approx(alone + 75.0) and est.per_run["bn-seed0"] == pytest.approx(alone)

@@ -105,7 +105,7 @@ def test_the_estimate_times_the_runs_device_and_counts_sharing(monkeypatch):
     _gpus(monkeypatch, 1)
     monkeypatch.setattr(E, "resnet_step_seconds", lambda norm, batch, device=None: seen.append(device) or (0.01, 0.01))
     s = StudySettings(kind="resnet", out="nowhere", data="c.zip", epochs=1, jobs=4, variants=["nn"])
-    est = E.estimate_study(s, plan(s), threads=1)
+    est = E.estimate_study(s, plan(s), threads=1, cold_start=0.0)
     assert seen == [torch.device("cuda")] and est.device == "cuda"
     alone = E.run_seconds(s, plan(s)[0].variant, lambda n, b: (0.01, 0.01))
     k = hardware.RUNS_PER_GPU

@@ -186,10 +186,46 @@ def run_seconds(settings: StudySettings, variant: Variant, timer=None) -> float:
     return epochs * (updates * train_step + evals_per_epoch * per_eval) + final
 
 
-def estimate_study(settings: StudySettings, tasks, threads: int, timer=None) -> Estimate:
+# What a ResNet run's first epoch costs beyond the others (compiling, the first pass over the
+# data), where the study has no finished run to measure it from: on the 2-core CPU the compile
+# took about 140 s (docs/resnet.md); on an H200 the first epoch of a real fit took 11.6 s
+# against 1.4 s (benchmarks/results/gpu-h200-2026-11-30.json).
+COLD_START_SECONDS = {"cpu": 150.0, "cuda": 10.0}
+
+
+def cold_start_seconds(settings: StudySettings, device_type: str) -> float:
+    """Seconds a run's cold first epoch adds: measured on the study's finished ResNet runs
+    (their first epoch less the median of the others, median over runs), else
+    ``COLD_START_SECONDS``. NER runs compile nothing: 0."""
+    import statistics
+    from pathlib import Path
+
+    from normlab.train.rundir import read_jsonl
+
+    if settings.kind != "resnet":
+        return 0.0
+    extra = []
+    for metrics in sorted(Path(settings.out).glob("runs/*/seed*/metrics.jsonl")):
+        if not (metrics.parent / "summary.json").exists():
+            continue
+        try:
+            secs = [float(r["seconds"]) for r in read_jsonl(metrics) if r.get("seconds") is not None]
+        except (ValueError, OSError, TypeError, KeyError):
+            continue  # a broken file is the report's to name; the estimate does without it
+        if len(secs) >= 3:
+            extra.append(max(0.0, secs[0] - statistics.median(secs[1:])))
+    if extra:
+        return statistics.median(extra)
+    return COLD_START_SECONDS.get(device_type, COLD_START_SECONDS["cpu"])
+
+
+def estimate_study(settings: StudySettings, tasks, threads: int, timer=None,
+                   cold_start: Optional[float] = None) -> Estimate:
     """Seconds of each of ``tasks`` (the runner's unfinished runs), timed with ``threads`` threads.
 
-    Each distinct kind of run is timed once (a few steps) and the timing reused.
+    Each distinct kind of run is timed once (a few steps) and the timing reused. A run that
+    starts afresh also pays its cold first epoch (``cold_start``, default ``cold_start_seconds``);
+    a resumed one has paid it.
     """
     import functools
 
@@ -211,11 +247,12 @@ def estimate_study(settings: StudySettings, tasks, threads: int, timer=None) -> 
     try:
         cache: dict[tuple, float] = {}
         est = Estimate(jobs=settings.jobs, device=str(device))
+        cold = cold_start_seconds(settings, device.type) if cold_start is None else cold_start
         for t in tasks:
             key = tuple(sorted((k, str(v)) for k, v in t.variant.settings.items()))
             if key not in cache:
                 cache[key] = run_seconds(settings, t.variant, timer) * slowdown
-            est.per_run[t.name] = cache[key]
+            est.per_run[t.name] = cache[key] + (0.0 if t.resume else cold)
         return est
     finally:
         torch.set_num_threads(old)
