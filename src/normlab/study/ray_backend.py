@@ -252,8 +252,8 @@ def _study_id(out: Path) -> str:
 
 
 def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettings, out: Path, lock_fd: int,
-              log: Log, estimate: Optional[dict[str, float]] = None) -> list[str]:
-    """Run ``tasks`` as Ray tasks; return the names of those that failed (``estimate`` as for local)."""
+              log: Log, estimate: Optional[dict[str, float]] = None, cwd: Optional[Path] = None) -> list[str]:
+    """Run ``tasks`` as Ray tasks; return the names of those that failed (``estimate``, ``cwd`` as for local)."""
     ray = _import_ray()
     connected = connect(ray, cluster.address)
     token_path = out / SHARED_TOKEN
@@ -284,7 +284,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         ask = f"1/{RUNS_PER_GPU} GPU and {per_run_cpus} CPU(s)" if use_gpu else f"{per_run_cpus} CPU(s)"
         log(f"study: {len(tasks)} run(s) on the Ray cluster ({cpus} CPUs, {gpus} GPUs), each asking for {ask}; "
             f"up to {slots} at once")
-        base = dict(settings=settings, cwd=os.getcwd(), study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
+        base = dict(settings=settings, cwd=str(cwd or os.getcwd()), study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
                     threads=per_run_cpus, gpu=use_gpu)
         return _drive(ray, tasks, base, task_fn, board, out, cluster, Progress(len(tasks), slots, estimate), log)
     finally:
