@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from normlab.study.backends import EVENTS, ClusterSettings, Task, run_state
+from normlab.study.backends import EVENTS, ClusterSettings, Task, run_state, threads_per_run
 from normlab.study.grids import StudySettings, run_dir, select_variants, variants_for
 from normlab.train.rundir import atomic_write_json, read_json
 
@@ -181,7 +181,7 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         from normlab.study.timefmt import hms
 
         slots = max(1, min(settings.jobs, len(tasks)))
-        threads = cluster.cpus_per_run or max(1, (os.cpu_count() or 1) // slots)
+        threads = threads_per_run(cluster, slots)
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
         est = estimate_study(settings, tasks, threads=threads)
         where = (f"on this machine ({est.device})" if cluster.backend == "local"
