@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_attempt, record_end,
-                                    shown_command, threads_per_run)
+                                   shown_command, threads_per_run)
 from normlab.study.grids import StudySettings, run_command
 
 
