@@ -183,7 +183,13 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         slots = max(1, min(settings.jobs, len(tasks)))
         threads = threads_per_run(cluster, slots)
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
-        est = estimate_study(settings, tasks, threads=threads)
+        timed = settings
+        if cluster.backend != "local" and settings.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():  # a driver without the cluster's GPUs times on its CPU
+                timed = dataclasses.replace(settings, device="cpu")
+        est = estimate_study(timed, tasks, threads=threads)
         where = (f"on this machine ({est.device})" if cluster.backend == "local"
                  else f"if the cluster runs them as fast as this machine ({est.device})")
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
