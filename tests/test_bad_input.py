@@ -528,6 +528,330 @@ def report_on_a_folder_that_is_no_study(t, fx):
     return ["report", str(t / "plain")]
 
 
+# --------------------------------------------------------------------------- issue 16: a second adversarial pass
+
+def _vocab(d: Path) -> dict:
+    return json.loads((d / "vocab.json").read_text())
+
+
+@case(r"bad\.csv, line 2: expected UTF-8 text \(the file opens with a UTF-8 byte-order mark\), "
+      r"got undecodable byte\(s\) b'\\xfc'")
+def ner_csv_bom_then_latin1(t, fx):
+    return _ner(t, fx, data=[_write(t / "bad.csv", b"\xef\xbb\xbfSentence #,Word,POS,Tag\nSentence: 1,Z\xfcrich,NNP,B-geo\n")])
+
+
+@case(r"u16\.csv, line 1: expected the CSV header 'Sentence #,Word,POS,Tag'")
+def ner_csv_utf16(t, fx):
+    return _ner(t, fx, data=[_write(t / "u16.csv", "Sentence #,Word,POS,Tag\nSentence: 1,Paris,NNP,B-geo\n".encode("utf-16"))])
+
+
+@case(r"junk\.txt, line \d+: expected UTF-8 text, got undecodable byte")
+def ner_binary_junk(t, fx):
+    return _ner(t, fx, data=[_write(t / "junk.txt", bytes(range(256)) * 4)])
+
+
+@case(r"cut\.txt\.gz: expected a readable GMB file, got a broken one")
+def ner_truncated_gzip(t, fx):
+    import gzip
+
+    data = gzip.compress(Path(fx["gmb"][0]).read_bytes() * 20)
+    return _ner(t, fx, data=[_write(t / "cut.txt.gz", data[: len(data) // 2])])
+
+
+@case(r"--resume: --data .*train\.txt: the file changed since the run started \(now \d+ bytes, SHA-256 \w+; "
+      r".*config\.json saved \d+ bytes, SHA-256 \w+\); restore the file")
+def ner_resume_on_changed_data(t, fx):
+    d = _copy_run(t, fx)
+    (d / "summary.json").unlink()  # interrupted after its last checkpoint
+    data = [str(shutil.copy(p, t / Path(p).name)) for p in fx["gmb"]]
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["config"]["data"] = data  # the run as if started on these copies
+    (d / "config.json").write_text(json.dumps(cfg))
+    with open(data[0], "a") as f:  # then one more sentence in the training file
+        f.write("\nrome NNP Rome B-geo\n")
+    return ["ner", "train", "--data", *data, "--epochs", "1", "--batch-size", "16", "--eval-every", "0",
+            "--train-eval-size", "8", "--no-progress", "--out", str(d), "--resume"]
+
+
+@case(r"--resume: --data .*imgs\.zip: the file changed since the run started")
+def resnet_resume_on_changed_data(t, fx):
+    from normlab.cli.resnet import config_from_args
+    from normlab.cli import build_parser
+    from normlab.train import rundir
+
+    z = t / "imgs.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(Path(fx["imgs"]).rglob("*.png")):
+            zf.write(p, p.relative_to(fx["imgs"]).as_posix())
+    argv = _resnet(t, fx, data=str(z))
+    saved = rundir.to_jsonable(config_from_args(build_parser().parse_args(argv)))
+    _write(t / "run" / "config.json", json.dumps({"kind": "resnet", "config": saved,
+                                                  "data": {"file": rundir.file_fingerprint(z)}}))
+    torch.save({"model": {}}, t / "run" / "last.pt")
+    with zipfile.ZipFile(z, "a") as zf:  # an image added since
+        zf.writestr("train/ant/999.png", (Path(fx["imgs"]) / "train/ant/000.png").read_bytes())
+    return argv + ["--resume"]
+
+
+@case(r"vocab\.json: refused: expected a tag list, got an empty one; it was edited or comes from another run")
+def tag_vocabulary_with_no_tags(t, fx):
+    d = _copy_run(t, fx)
+    meta = _vocab(d)
+    meta["tags"]["itos"] = []
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: refused: its tags .* are not the model's tag_names .*\(in that order\)")
+def tag_vocabulary_with_reordered_tags(t, fx):
+    d = _copy_run(t, fx)
+    meta = _vocab(d)
+    meta["tags"]["itos"].reverse()
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: refused: its tags .* are not those the run trained with \(config\.json: ")
+def tag_vocabulary_reordered_with_its_model(t, fx):
+    d = _copy_run(t, fx)
+    meta = _vocab(d)
+    meta["tags"]["itos"].reverse()
+    meta["model"]["tag_names"].reverse()
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: refused: expected BIO tags \(O, B-type or I-type\), got 'PERSON'")
+def tag_vocabulary_with_a_tag_that_is_not_bio(t, fx):
+    d = _copy_run(t, fx)
+    meta = _vocab(d)
+    meta["tags"]["itos"][-1] = meta["model"]["tag_names"][-1] = "PERSON"
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: refused: its \d+ words do not match the model's num_words \d+")
+def tag_vocabulary_missing_a_word(t, fx):
+    d = _copy_run(t, fx)
+    meta = _vocab(d)
+    meta["words"]["itos"].pop()
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"vocab\.json: expected a normlab NER vocabulary file, got a damaged one")
+def tag_vocabulary_with_duplicate_words(t, fx):
+    d = _copy_run(t, fx)
+    meta = _vocab(d)
+    meta["words"]["itos"][-1] = meta["words"]["itos"][-2]
+    (d / "vocab.json").write_text(json.dumps(meta))
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"best\.pt: refused: not a normlab checkpoint \(expected a dict of weights and state, got list\)")
+def tag_checkpoint_that_is_a_list(t, fx):
+    d = _copy_run(t, fx)
+    torch.save([torch.zeros(2)], d / "best.pt")
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"best\.pt: refused: not a normlab checkpoint \(no model weights; keys weights\)")
+def tag_checkpoint_without_model_weights(t, fx):
+    d = _copy_run(t, fx)
+    torch.save({"weights": torch.zeros(2)}, d / "best.pt")
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"best\.pt: refused: not a valid normlab checkpoint \(a corrupt, truncated or foreign file")
+def tag_empty_checkpoint(t, fx):
+    d = _copy_run(t, fx)
+    (d / "best.pt").write_bytes(b"")
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"expected a run directory of `normlab ner train` holding vocab\.json and best\.pt, got .* without vocab\.json")
+def tag_vocabulary_is_a_folder(t, fx):
+    d = _copy_run(t, fx)
+    (d / "vocab.json").unlink()
+    (d / "vocab.json").mkdir()
+    return ["ner", "tag", "--model", str(d), "Paris"]
+
+
+@case(r"glove\.zip: expected a zip with a single GloVe text member .*got 2 members")
+def glove_zip_without_txt(t, fx):
+    with zipfile.ZipFile(t / "glove.zip", "w") as zf:
+        zf.writestr("readme.md", "no vectors here\n")
+        zf.writestr("vectors.npy", b"\x93NUMPY")
+    return _ner(t, fx, "--embeddings", str(t / "glove.zip"))
+
+
+@case(r"glove\.txt, line 2: expected a word and 3 floats \(the dimension of the first line\), got 5 values")
+def glove_long_line(t, fx):
+    return _ner(t, fx, "--embeddings", _write(t / "glove.txt", "the 0.1 0.2 0.3\nparis 0.1 0.2 0.3 0.4 0.5\n"))
+
+
+@case(r"imgs\.zip: expected at least 2 classes to tell apart \(a folder each under train/ and test/\), got 1: \['ant'\]")
+def resnet_a_single_class(t, fx):
+    z = t / "imgs.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(Path(fx["imgs"]).rglob("*.png")):
+            if p.parent.name == "ant":
+                zf.write(p, p.relative_to(fx["imgs"]).as_posix())
+    return _resnet(t, fx, data=str(z), )[:-2] + ["--val-size", "1", "--batch-size", "1", "--out", str(t / "run")]
+
+
+@case(r"imgs\.zip: class folders differ between train/ and test/: only in train: \['ant'\]")
+def resnet_class_missing_from_test(t, fx):
+    z = t / "imgs.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(Path(fx["imgs"]).rglob("*.png")):
+            rel = p.relative_to(fx["imgs"]).as_posix()
+            if not rel.startswith("test/ant/"):
+                zf.write(p, rel)
+    return _resnet(t, fx, data=str(z))
+
+
+@case(r"imgs\.zip: member train/ant/notes\.txt: not an image file; expected one of")
+def resnet_text_file_among_images(t, fx):
+    z = t / "imgs.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(Path(fx["imgs"]).rglob("*.png")):
+            zf.write(p, p.relative_to(fx["imgs"]).as_posix())
+        zf.writestr("train/ant/notes.txt", "hello")
+    return _resnet(t, fx, data=str(z))
+
+
+@case(r"data_batch_1: labels must lie in 0\.\.9, found 0\.\.10")
+def resnet_official_label_out_of_range(t, fx):
+    folder, batches = make_official_folder(t / "data")
+    tampered = dict(batches["data_batch_1"])
+    tampered[b"labels"] = [10] + list(tampered[b"labels"])[1:]
+    (folder / "data_batch_1").write_bytes(pickle.dumps(tampered, protocol=2))
+    return _resnet(t, fx, data=str(folder))
+
+
+@case(r"--data-dir .*notes: expected a folder to find or download CIFAR-10 in, got a file")
+def resnet_data_dir_is_a_file(t, fx):
+    return _resnet(t, fx, data="cifar10") + ["--data-dir", _write(t / "notes", "x")]
+
+
+@case(r"NORMLAB_DATA \(the default --data-dir\) .*notes: expected a folder to find or download CIFAR-10 in, got a file")
+def resnet_normlab_data_is_a_file(t, fx):
+    return {"argv": _resnet(t, fx, data="cifar10"), "env": {"NORMLAB_DATA": _write(t / "notes", "x")}}
+
+
+@case(r"--device banana: expected a device such as auto, cpu, cuda, cuda:1 or mps, got 'banana'")
+def study_unknown_device(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--device", "banana"]
+
+
+@case(r"--device cuda:99: (device 'cuda:99' asked for, but torch\.cuda\.is_available\(\) is False|"
+      r"expected a GPU index below)")
+def study_device_this_machine_lacks(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--device", "cuda:99"]
+
+
+@case(r"--run-arg: expected flags the study does not set itself, got --resume: the study sets it for every run "
+      r"\(the study resumes interrupted runs itself")
+def study_run_arg_resume(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--run-arg=--resume"]
+
+
+@case(r"--run-arg: expected flags the study does not set itself, got --resume")
+def study_run_arg_abbreviated_resume(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--run-arg=--res"]
+
+
+@case(r"--run-arg: expected flags the study does not set itself, got --seed: .*use the study's --first-seed and --seeds")
+def study_run_arg_seed(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--run-arg=--seed=7"]
+
+
+@case(r"--run-arg: expected flags the study does not set itself, got --out: .*use the study's --out")
+def study_run_arg_out(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
+            f"--run-arg=--out={t / 'elsewhere'}"]
+
+
+@case(r"--run-arg: expected flags the variants do not set, got --word-dim: it would replace --word-dim 50 of "
+      r"variant random50")
+def study_run_arg_overrides_a_variant(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random50",
+            "--run-arg=--word-dim=20"]
+
+
+@case(r"--run-arg: expected flags the variants do not set, got --lr: it would replace --lr 0\.1 of variant bn")
+def study_resnet_run_arg_overrides_the_lr(t, fx):
+    return ["study", "resnet", "--out", str(t / "s"), "--data", fx["imgs"], "--variants", "bn", "--val-size", "4",
+            "--run-arg=--lr=0.3"]
+
+
+@case(r"expected --limit-train at most the 8 non-validation training images, got 100000")
+def study_resnet_limit_train_beyond_the_data(t, fx):
+    return ["study", "resnet", "--out", str(t / "s"), "--data", fx["imgs"], "--variants", "bn", "--val-size", "4",
+            "--limit-train", "100000"]
+
+
+@case(r"expected --val-size below the 12 training images, got 10000")
+def study_resnet_val_size_beyond_the_data(t, fx):
+    return ["study", "resnet", "--out", str(t / "s"), "--data", fx["imgs"], "--variants", "bn"]
+
+
+@case(r"expected --first-seed >= 0, got -3")
+def study_negative_first_seed(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--first-seed=-3"]
+
+
+@case(r"expected --jobs >= 1, got 0")
+def study_zero_jobs(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--jobs", "0"]
+
+
+@case(r"expected --cpus-per-run >= 1, got 0")
+def study_zero_cpus_per_run(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--cpus-per-run", "0"]
+
+
+@case(r"expected --cluster ray with --ray-address, got --cluster local")
+def study_ray_address_without_ray(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--ray-address", "127.0.0.1:1"]
+
+
+@case(r"--ray-address 127\.0\.0\.1:1: no Ray cluster answers there \(connection refused\); start one there")
+def study_ray_address_where_nothing_answers(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
+            "--cluster", "ray", "--ray-address", "127.0.0.1:1"]
+
+
+@case(r"--ray-address head-node: expected HOST:PORT, the Ray head's address")
+def study_ray_address_without_a_port(t, fx):
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
+            "--cluster", "ray", "--ray-address", "head-node"]
+
+
+@case(r"--embeddings .*vectors: expected a file, got a folder")
+def study_embeddings_is_a_folder(t, fx):
+    (t / "vectors").mkdir()
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "glove",
+            "--embeddings", str(t / "vectors")]
+
+
+@case(r"s holds a study with other settings \(epochs: saved 3, now 1\); rerun with the saved settings")
+def study_rerun_with_other_settings(t, fx):
+    from normlab.study.grids import StudySettings
+
+    s = StudySettings(kind="ner", out=str(t / "s"), data=fx["gmb"], epochs=3, variants=["random"], budget="full",
+                      embeddings="glove-6b-50d")
+    _write(t / "s" / "study.json", json.dumps({"kind": "ner", "settings": s.to_dict()}))
+    return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--epochs", "1",
+            "--budget", "full"]
+
+
+@case(r"expected one study folder with --out, got 2")
+def report_two_studies_into_one_folder(t, fx):
+    return ["report", str(t / "a"), str(t / "b"), "--out", str(t / "r")]
+
+
 # --------------------------------------------------------------------------- the test
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
@@ -545,8 +869,8 @@ def run_cli(argv, capsys, monkeypatch, stdin: bytes | None = None) -> tuple[int,
     return code, capsys.readouterr().err
 
 
-def test_the_suite_covers_forty_kinds():
-    assert len(CASES) >= 40 and len({name for name, _, _ in CASES}) == len(CASES)
+def test_the_suite_covers_a_hundred_kinds():
+    assert len(CASES) >= 100 and len({name for name, _, _ in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("name,build,pattern", CASES, ids=[c[0] for c in CASES])
@@ -554,6 +878,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, build, pattern, f
     t = tmp_path / "case"
     t.mkdir()
     built = build(t, fx)
+    if isinstance(built, dict):  # {"argv": ..., "env": {...}}: a bad environment variable
+        for key, value in built.get("env", {}).items():
+            monkeypatch.setenv(key, value)
+        built = built["argv"]
     argv, stdin = built if isinstance(built, tuple) else (built, None)
     before = _snapshot(t)
     good_run = _snapshot(fx["run"])

@@ -77,7 +77,7 @@ def test_study_command_saves_the_budget_and_its_settings(tmp_path, monkeypatch, 
         return 0
 
     monkeypatch.setattr(runner, "run_study", fake_run_study)
-    monkeypatch.setattr("normlab.study.checks.check_study_inputs", lambda s: None)
+    monkeypatch.setattr("normlab.study.checks.check_study_inputs", lambda s, backend="local": None)
     data = tmp_path / "gmb.txt"
     data.write_text("a NN a O\n\n")
     assert main(["study", "ner", "--data", str(data), "--out", str(tmp_path / "s")]) == 0

@@ -82,7 +82,8 @@ def test_study_lr_scaling_has_the_resnet_name_and_keeps_the_old_one(tmp_path, mo
     make_image_folder(imgs)
     seen = []
     monkeypatch.setattr("normlab.study.runner.run_study", lambda s, report=True, **kw: seen.append(s.small_batch_lr) or 0)
-    base = ["study", "resnet", "--out", str(tmp_path / "s"), "--data", str(imgs), "--variants", "bn_b8"]
+    base = ["study", "resnet", "--out", str(tmp_path / "s"), "--data", str(imgs), "--variants", "bn_b8",
+            "--val-size", "4"]  # the 12 images hold no 10,000 for validation (checked before the first run)
     assert main(base + ["--lr-scaling", "none"]) == 0
     assert main(base + ["--small-batch-lr", "same"]) == 0
     assert main(base) == 0
@@ -155,6 +156,22 @@ def test_resnet_interrupted_while_compiling_resumes_with_compile_off(tmp_path, c
     assert "starting it afresh" in capsys.readouterr().err
     assert rundir.read_json(out / "config.json")["config"]["compile"] == "off"
     assert rundir.read_json(out / "summary.json")["status"] == "finished"
+
+
+def test_resnet_diverged_in_its_first_epoch_says_so_once_and_names_only_files_it_wrote(tmp_path, capsys):
+    """Issue 16, finding 14: "diverged: diverged:" and a list of files naming a best.pt that does not exist."""
+    imgs = tmp_path / "imgs"
+    make_image_folder(imgs)
+    out = tmp_path / "run"
+    assert main(["resnet", "train", "--data", str(imgs), "--val-size", "4", "--epochs", "1", "--batch-size", "4",
+                 "--norm", "nn", "--lr", "1e30", "--compile", "off", "--device", "cpu", "--no-progress",
+                 "--out", str(out)]) == 0  # a diverged run is a result
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert rundir.read_json(out / "summary.json")["status"] == "diverged"
+    assert "diverged: diverged" not in text and "diverged: the training loss became non-finite" in text
+    listed = re.search(r"run directory: .*run \((.*)\)", captured.out).group(1).split(", ")
+    assert "best.pt" not in listed and all((out / name).exists() for name in listed)
 
 
 # --------------------------------------------------------------------------- ner train: outcome, nan, patience, limit

@@ -79,6 +79,17 @@ def test_csv_format_with_quotes_commas_and_latin1(tmp_path):
     assert read_gmb(path) == CSV_SENTENCES
 
 
+def test_csv_with_a_utf8_byte_order_mark_is_read_as_utf8(tmp_path):
+    """Issue 16, finding 8: a CSV saved as UTF-8 with a BOM was decoded as latin-1 ('zã¼rich')."""
+    path = tmp_path / "ner.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "Sentence #,Word,POS,Tag\nSentence: 1,Z\u00fcrich,NNP,B-geo\n".encode())
+    assert read_gmb(path) == [Sentence(("Z\u00fcrich",), ("B-geo",))]
+    path.write_bytes(b"\xef\xbb\xbfSentence #,Word,POS,Tag\nSentence: 1,Z\xfcrich,NNP,B-geo\n")  # BOM, then latin-1
+    with pytest.raises(ValueError, match=r"ner\.csv, line 2: expected UTF-8 text \(the file opens with a UTF-8 "
+                                         r"byte-order mark\), got undecodable byte\(s\) b'\\xfc'"):
+        read_gmb(path)
+
+
 def test_csv_is_recognised_by_header_whatever_the_name(tmp_path):
     path = write(tmp_path / "ner.data", CSV_TEXT, encoding="latin-1")
     assert read_gmb(path) == CSV_SENTENCES

@@ -369,3 +369,41 @@ def test_anomaly_variants_run_only_when_named_and_join_the_saved_grid(tmp_path):
     assert names == [v.name for v in variants_for("ner")] + ["glove_small"]
     assert saved["variants_requested"] == ["crf", "glove_small"]
     assert next(g for g in saved["grid"] if g["name"] == "glove_small")["embedding_std"] == 0.1414
+
+
+def test_a_rerun_from_another_folder_resumes_with_the_saved_paths(tmp_path):
+    """Issue 16, finding 10: a rerun from another folder (or with absolute paths) was refused
+    ("data: saved 'small.csv', now '../small.csv'"): a relative path is resolved, not compared as text."""
+    from test_train_ner import synthetic_sentences, write_four_column
+
+    names = [f"{n}.txt" for n in ("train", "val", "test")]
+    (tmp_path / "data").mkdir()
+    for name, (k, seed) in zip(names, ((32, 0), (8, 1), (8, 2))):
+        write_four_column(tmp_path / "data" / name, synthetic_sentences(k, seed))
+    (tmp_path / "a").mkdir()
+    args = ["study", "ner", "--variants", "random", "--epochs", "1", "--budget", "full", "--no-estimate",
+            "--no-report", "--run-arg=--batch-size=16"]
+
+    def study(cwd, data_dir, out):
+        return subprocess.run([sys.executable, "-m", "normlab", *args, "--data", *[f"{data_dir}/{n}" for n in names],
+                               "--out", out], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+    p = study(tmp_path / "a", "../data", "s")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    run = tmp_path / "a/s/runs/random/seed0"
+    (run / "summary.json").unlink()  # as if interrupted after its last checkpoint
+    p = study(tmp_path, "data", "a/s")  # another folder, the same files
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "resuming random-seed0" in p.stdout and (run / "summary.json").exists()
+    assert "resumed from" in (run / "train.log").read_text()
+    saved = read_json(tmp_path / "a/s/study.json")
+    assert saved["settings"]["data"] == [f"../data/{n}" for n in names] and saved["workdir"] == ".."
+    assert str(tmp_path) not in (tmp_path / "a/s/study.json").read_text()  # no absolute path in the study folder
+    p = study(tmp_path, str(tmp_path / "data"), str(tmp_path / "a/s"))  # absolute paths
+    assert p.returncode == 0 and "every run has finished already" in p.stdout, p.stderr
+    (tmp_path / "other").mkdir()
+    for n in names:  # equal contents, another file: the study says which
+        (tmp_path / "other" / n).write_bytes((tmp_path / "data" / n).read_bytes())
+    p = study(tmp_path, "other", "a/s")
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(
+        "normlab: error: a/s holds a study with other settings (data: saved ['../data/train.txt', "), p.stderr

@@ -1,21 +1,29 @@
 """A study's grid on a real Ray cluster (local, 2 CPUs, this machine only; no mocks of Ray).
 
-One cluster serves the whole test session (``ray_cluster``); each study runs as
-its own ``normlab study ... --cluster ray --ray-address ADDR`` driver process,
-as a user would run it. Ray is a test dependency (``scripts/test.sh``
-installs ``normlab[ray]``): without it these tests fail, they do not skip.
+One cluster serves the module (``ray_cluster``); each study runs as its own
+``normlab study ... --cluster ray --ray-address ADDR`` driver process, as a
+user would run it. Ray is a test dependency (``scripts/test.sh`` installs
+``normlab[ray]``): without it these tests fail, they do not skip.
 
-Ray rewrites a loopback node address into this host's own address
-(``ray._private.services.resolve_ip_for_localhost``); either way every process
-of the cluster is on this machine, and the fixture checks that none is left
-when the session ends.
+Loopback only: Ray rewrites a loopback node address into this host's own
+address (``ray._private.services.resolve_ip_for_localhost``), so a cluster
+started here would listen and talk on the machine's network interface. The
+cluster, its workers and every study driver therefore run in a private
+network namespace that has only the loopback interface (``loopback_only``:
+``unshare(CLONE_NEWNET)`` and ``lo`` brought up, which needs root on Linux);
+where no namespace can be made the cluster tests are skipped, saying why. The
+fixture also checks that no process of the cluster is left at the end.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -31,7 +39,8 @@ from test_report import check_table_matches_runs
 from test_study import slice_gmb
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_ARGS = ["--epochs", "1", "--run-arg=--batch-size=16", "--run-arg=--eval-every=2"]
+# Two runs at once, each with half the cores (the default threads per run on either backend).
+RUN_ARGS = ["--epochs", "1", "--jobs", "2", "--run-arg=--batch-size=16", "--run-arg=--eval-every=2"]
 
 
 def _processes_with(text: str) -> dict[int, str]:
@@ -85,9 +94,49 @@ def _start_time(pid: int):
     return None if stat[0] == "Z" else stat[19]
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray cluster of 2 CPUs for the session; its address; every process of it gone afterwards."""
+CLONE_NEWNET, SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x40000000, 0x8913, 0x8914, 0x1
+# The cluster's CPUs: as many as this machine has (at least 2), so that a study's default threads per
+# run (cores // --jobs, on either backend) fit on it and a Ray study can equal a local one.
+CPUS = max(2, len(os.sched_getaffinity(0)))
+
+
+def _enter_loopback_only_namespace():
+    """Move this thread, and every process it starts from now on, into a new network namespace with
+    only ``lo`` (up); return the fd of the namespace it was in, or a string saying why it cannot."""
+    if not sys.platform.startswith("linux"):
+        return f"a private network namespace needs Linux, this is {sys.platform}"
+    if os.geteuid() != 0:
+        return "a private network namespace (unshare(CLONE_NEWNET)) needs root here; run the tests as root"
+    libc = ctypes.CDLL(None, use_errno=True)
+    old = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        os.close(old)
+        return f"unshare(CLONE_NEWNET) failed: {os.strerror(ctypes.get_errno())}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # `ip link set lo up`, without iproute2
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0)))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    return old
+
+
+@pytest.fixture(scope="module")
+def loopback_only():
+    """This module's cluster and studies in a network namespace of their own, with only loopback."""
+    old = _enter_loopback_only_namespace()
+    if isinstance(old, str):
+        pytest.skip(f"Ray tests need a network namespace with only loopback: {old}")
+    try:
+        assert [name for _, name in socket.if_nameindex()] == ["lo"]
+        yield
+    finally:
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.setns(old, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
+        os.close(old)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(loopback_only):
+    """A local Ray cluster of ``CPUS`` CPUs for the module, on loopback only; its address; every process
+    of it gone afterwards."""
     import ray  # a missing Ray fails the test here
 
     # Earlier tests leave SIGINT ignored in this pytest process (a probe found SIG_IGN after
@@ -95,7 +144,7 @@ def ray_cluster():
     # so the cluster's workers and the studies started here would never see a Ctrl-C or
     # ray.cancel. Give them the terminal's default, as a user's shell does.
     old_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
+    ray.init(address="local", num_cpus=CPUS, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
              log_to_driver=False)
     session_dir = ray._private.worker._global_node.get_session_dir_path()
     address = ray.get_runtime_context().gcs_address
@@ -182,14 +231,40 @@ def test_cluster_ray_without_ray_installed_is_a_clear_error(tmp_path):
         "normlab: error: --cluster ray needs Ray: pip install 'normlab[ray]'"
 
 
+def test_an_address_where_no_cluster_answers_fails_at_once_and_writes_nothing(tmp_path, gmb_slice):
+    """Issue 16, finding 5: Ray retried 127.0.0.1:1 every 30 s for ever, after writing study.json and the lock."""
+    out = tmp_path / "s"
+    t0 = time.time()
+    p = _study(out, gmb_slice, "--cluster", "ray", "--ray-address", "127.0.0.1:1", timeout=120)
+    assert time.time() - t0 < 60, "not refused within the 30 s bound (plus start-up)"
+    assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1] == ("normlab: error: --ray-address 127.0.0.1:1: no Ray cluster answers "
+                                                 "there (connection refused); start one there "
+                                                 "(`ray start --head --port 1`) or fix the address")
+    assert len(p.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
 # ----------------------------------------------------------------------------- on the cluster
+
+
+def test_the_cluster_and_its_tasks_stay_on_loopback(ray_cluster):
+    """Issue 16: Ray rewrote the loopback address into the machine's; here no other interface exists."""
+    import ray
+
+    assert [name for _, name in socket.if_nameindex()] == ["lo"]
+    assert ray_cluster.startswith("127.0.0.1:")
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    assert nodes and all(n["NodeManagerAddress"] == "127.0.0.1" for n in nodes)
+    where = ray.get(ray.remote(lambda: (ray.util.get_node_ip_address(),
+                                        [name for _, name in socket.if_nameindex()])).remote())
+    assert where == ("127.0.0.1", ["lo"])  # a worker sees the same namespace
 
 
 @pytest.mark.parametrize("device, cpus, msg", [
     ("cuda:1", None, "expected --device auto, cuda or cpu on Ray (each run gets the GPU the cluster gives it), "
                      "got cuda:1"),
-    ("cuda", None, "expected GPUs in the Ray cluster for --device cuda, got none (2 CPUs)"),
-    ("cpu", 3, "expected --cpus-per-run <= the cluster's 2 CPUs, got 3"),
+    ("cuda", None, f"expected GPUs in the Ray cluster for --device cuda, got none ({CPUS} CPUs)"),
+    ("cpu", CPUS + 1, f"expected --cpus-per-run <= the cluster's {CPUS} CPUs, got {CPUS + 1}"),
 ])
 def test_what_the_cluster_cannot_give_is_refused_before_any_task(tmp_path, ray_cluster, device, cpus, msg):
     from normlab.study.grids import StudySettings
@@ -206,19 +281,21 @@ def test_what_the_cluster_cannot_give_is_refused_before_any_task(tmp_path, ray_c
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_ray_study_equals_the_local_one_and_a_rerun_starts_nothing(tmp_path, ray_cluster, gmb_slice):
-    """Local backend against Ray without a shared filesystem: same summaries and metrics, to the last digit."""
+    """Local backend against Ray without a shared filesystem, default threads on both (issue 16: they
+    differed, 2 against 1): same threads, same summaries and metrics, to the last digit."""
     local, remote = tmp_path / "local", tmp_path / "ray"
-    p = _study(local, gmb_slice, "--jobs", "2", "--cpus-per-run", "1", "--no-report")
+    p = _study(local, gmb_slice, "--no-report")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     t0 = time.time()
-    p = _study(remote, gmb_slice, "--cluster", "ray", "--ray-address", ray_cluster, "--cpus-per-run", "1",
-               "--shared-fs", "no")
+    p = _study(remote, gmb_slice, "--cluster", "ray", "--ray-address", ray_cluster, "--shared-fs", "no")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     print(f"ray study: {time.time() - t0:.1f}s")
     out = p.stdout
-    assert "2 run(s) on the Ray cluster (2 CPUs, 0 GPUs), each asking for 1 CPU(s); up to 2 at once" in out
+    threads = CPUS // 2
+    assert (f"2 run(s) on the Ray cluster ({CPUS} CPUs, 0 GPUs), each asking for {threads} CPU(s); "
+            f"up to 2 at once") in out
     for name in ("random-seed0", "glove-seed0"):
-        assert f"starting {name} on node " in out and f"{name} finished in " in out
+        assert f"starting {name} on node 127.0.0.1 " in out and f"{name} finished in " in out  # loopback
     assert "study: 2/2 done, 0 running, 0 queued" in out
     assert re.search(r"study: 1/2 done, \d running, \d queued; about (\d+ h )?\d+ (s|min) left", out)  # once one run has ended
 
@@ -227,7 +304,8 @@ def test_ray_study_equals_the_local_one_and_a_rerun_starts_nothing(tmp_path, ray
         ra, rb = _result(a), _result(b)
         assert len(ra["metrics"]) == 15 and "val_loss" in ra["metrics"][-1] and "test" in ra["summary"]["metrics"]
         assert ra == rb  # same seed, same numbers: exact equality, not approx
-        assert read_json(b / "config.json")["env"]["cpu_threads"] == 1
+        assert read_json(a / "config.json")["env"]["cpu_threads"] == threads
+        assert read_json(b / "config.json")["env"]["cpu_threads"] == threads
         shipped = sorted(p.name for p in b.iterdir())
         assert "last.pt" not in shipped and {"best.pt", "config.json", "metrics.jsonl", "summary.json",
                                              "curves.png", "train.log"} <= set(shipped)
@@ -241,8 +319,8 @@ def test_ray_study_equals_the_local_one_and_a_rerun_starts_nothing(tmp_path, ray
     assert not (remote / ".shared-fs-token").exists()
 
     # A finished study on Ray starts no task: it never even connects to the cluster.
-    p = _study(remote, gmb_slice, "--cluster", "ray", "--ray-address", ray_cluster, "--cpus-per-run", "1",
-               "--shared-fs", "no", "--no-report")
+    p = _study(remote, gmb_slice, "--cluster", "ray", "--ray-address", ray_cluster, "--shared-fs", "no",
+               "--no-report")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "every run has finished already" in p.stdout
     assert "Ray cluster" not in p.stdout and "starting" not in p.stdout
@@ -317,8 +395,12 @@ def test_run_with_invalid_data_fails_once_and_the_others_finish(tmp_path, ray_cl
     assert "glove-seed0 failed (exit 2) on " in p.stdout and "random-seed0 finished in " in p.stdout
     assert "retrying" not in p.stdout
     log = (out / "logs/glove-seed0.log").read_text()
-    assert log.count("$ ") == 1 and "normlab: error: " in log and str(bad) in log
+    assert log.count("$ ") == 1 and "normlab: error: " in log
     error_line = next(line for line in log.splitlines() if line.startswith("normlab: error: "))
+    # The run names the file as it was given, or relative to its folder when that is shorter: either
+    # way the path leads to the bad file (from a clone in any folder, issue 16).
+    named = re.search(r"error: (\S*vectors\.txt), line 2: ", error_line).group(1)
+    assert any((base / named).resolve() == bad.resolve() for base in (ROOT, out / "runs/glove/seed0")), error_line
     assert error_line in p.stdout  # the driver shows the run's own error
     events = read_jsonl(out / "events.jsonl")
     assert sorted((e["run"], e["returncode"], e["state"], e["attempts"]) for e in events) == \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 TRAIN_HELP = """\
 Train a CIFAR ResNet with 6n+2 layers (He et al. 2016, section 4.2) using one
@@ -143,6 +144,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     fit(cfg, progress=args.progress)  # prints the per-epoch table and the outcome
-    print(f"run directory: {cfg.out} (summary.json, metrics.jsonl, curves.png, quantiles.png, best.pt)")
+    names = ("summary.json", "metrics.jsonl", "curves.png", "quantiles.png", "best.pt")
+    held = [n for n in names if (Path(cfg.out) / n).exists()]  # a run diverged in epoch 1 has no best.pt
+    print(f"run directory: {cfg.out} ({', '.join(held)})")
     # A diverged run is a result of the study (status "diverged" in summary.json), not a failure.
     return 0

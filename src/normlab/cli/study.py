@@ -53,8 +53,9 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
     c.add_argument("--ray-address", dest="address", default=None, metavar="ADDR",
                    help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start a local one)")
     c.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
-                   help="threads per run; on Ray also the CPUs each task asks for (default: local cores // jobs, "
-                        "Ray 1)")
+                   help="threads per run; on Ray also the CPUs each task asks for (default: this machine's "
+                        "cores // --jobs on either backend, so that local and Ray studies agree to the last digit; "
+                        "1 for a Ray run on a GPU)")
     c.add_argument("--max-retries", type=int, default=2, metavar="N",
                    help="Ray: rerun a task whose worker died at most N times (default 2); a run that fails "
                         "by itself is not rerun")
@@ -155,7 +156,11 @@ def _run_study(args) -> int:
         from normlab.study.ray_backend import _import_ray
 
         _import_ray()
-    check_study_inputs(settings)  # once, before the first run: bad input is one line, not N failed runs
+    check_study_inputs(settings, cluster.backend)  # once, before the first run: one line, not N failed runs
+    if cluster.backend == "ray":  # an address where nothing answers: one line now, not retries for ever
+        from normlab.study.ray_backend import check_address
+
+        check_address(cluster.address)
     try:
         return run_study(settings, report=args.report, cluster=cluster, estimate=args.estimate)
     except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume

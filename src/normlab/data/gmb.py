@@ -11,7 +11,9 @@ Two file formats are read, detected from the content (and a ``.csv`` name):
    column is ``Sentence: N``; the other rows leave that column empty. Latin-1,
    as distributed (its bytes 0x85, 0x92, 0x96, ... are really cp1252
    punctuation, but cp1252 leaves five bytes undefined, so latin-1 is the
-   encoding that reads every file; the characters only reach the char model).
+   encoding that reads every file; the characters only reach the char model);
+   UTF-8 when the file opens with a UTF-8 byte-order mark (a CSV saved again by
+   a spreadsheet).
 
 Either may be compressed: ``.gz``, or a ``.zip`` with a single data member
 (``path.zip:member`` picks one member of a larger archive).
@@ -240,10 +242,19 @@ def _parse_columns(data: bytes, name: str) -> list[Sentence]:
 
 
 def _parse_csv(data: bytes, name: str) -> list[Sentence]:
-    """The CSV form ``Sentence #,Word,POS,Tag`` (latin-1)."""
-    text = data.decode("latin-1")  # never fails: every byte is a latin-1 character
-    if text.startswith("\u00ef\u00bb\u00bf"):  # a UTF-8 BOM read as latin-1
-        text = text[3:]
+    """The CSV form ``Sentence #,Word,POS,Tag`` (latin-1, or UTF-8 when it opens with a byte-order mark)."""
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM: the file says it is UTF-8 (e.g. saved by Excel)
+        data = data[3:]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ValueError(
+                f"{name}, line {line}: expected UTF-8 text (the file opens with a UTF-8 byte-order mark), "
+                f"got undecodable byte(s) {data[e.start:e.end]!r} ({e.reason})"
+            ) from None
+    else:
+        text = data.decode("latin-1")  # never fails: every byte is a latin-1 character
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:

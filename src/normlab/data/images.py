@@ -108,7 +108,11 @@ def load_images(data: str, data_dir: Path | None = None, download: bool = True) 
     if not isinstance(data, (str, os.PathLike)) or not str(data):
         raise ValueError(f"expected data to be 'cifar10' or a path, got {data!r}")
     if str(data) == "cifar10":
-        path = _find_or_download_cifar10(Path(data_dir) if data_dir is not None else default_data_dir(), download)
+        where = Path(data_dir) if data_dir is not None else default_data_dir()
+        if where.exists() and not where.is_dir():
+            flag = "--data-dir" if data_dir is not None else "NORMLAB_DATA (the default --data-dir)"
+            raise ValueError(f"{flag} {where}: expected a folder to find or download CIFAR-10 in, got a file")
+        path = _find_or_download_cifar10(where, download)
     else:
         path = Path(data).expanduser()
         if path.is_dir() and (path / CIFAR10_FOLDER).is_dir():  # a data folder holding the official set
@@ -191,6 +195,9 @@ def _write_cache(file: Path, ds: ImageDataset) -> None:
 
 
 def _check_dataset(ds: ImageDataset, where: str) -> None:
+    if len(ds.classes) < 2:
+        raise ValueError(f"{where}: expected at least 2 classes to tell apart (a folder each under train/ and "
+                         f"test/), got {len(ds.classes)}: {list(ds.classes)}")
     for split in ("train", "test"):
         x, y = getattr(ds, f"{split}_x"), getattr(ds, f"{split}_y")
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] != 3 or y.dtype != np.int64 or y.shape != (len(x),):

@@ -22,6 +22,7 @@ outright) by their own times.
 from __future__ import annotations
 
 import math
+import os
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -80,9 +81,10 @@ def run_state(path: Path) -> str:
 class ClusterSettings:
     """Where a study's runs execute. Not part of the experiment: a rerun may change any of it.
 
-    ``cpus_per_run``: on ``local``, the threads of each run (default: the
-    cores divided by ``--jobs``); on ``ray``, the CPUs each task asks the
-    cluster for (default 1), and its thread count. ``max_retries``: how often
+    ``cpus_per_run``: the threads of each run, and on ``ray`` the CPUs each
+    task asks the cluster for (default on either backend: ``threads_per_run``,
+    this machine's cores divided by the runs at once, so that a study gives
+    the same numbers on both). ``max_retries``: how often
     Ray reruns a task whose worker died (a run that fails by itself is never
     rerun). ``shared_fs``: whether Ray workers see the study folder (``auto``:
     each task checks for a token file the driver wrote there).
@@ -110,6 +112,19 @@ class ClusterSettings:
             raise ValueError(f"expected --shared-fs auto, yes or no, got {self.shared_fs!r}")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError(f"expected --jobs >= 1, got {self.max_in_flight}")
+
+
+def threads_per_run(cluster: ClusterSettings, jobs: int) -> int:
+    """CPU threads of each run, the same on either backend: ``--cpus-per-run``, else this machine's
+    cores divided by the runs at once (``jobs``). The thread count changes the last digits of a
+    run's numbers (reductions split otherwise), so a local and a Ray study agree only with it."""
+    if cluster.cpus_per_run:
+        return cluster.cpus_per_run
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
 
 
 class Progress:

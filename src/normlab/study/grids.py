@@ -314,6 +314,8 @@ class StudySettings:
             raise ValueError(f"expected kind 'resnet' or 'ner', got {self.kind!r}")
         if self.seeds < 1:
             raise ValueError(f"expected --seeds >= 1, got {self.seeds}")
+        if self.first_seed < 0:
+            raise ValueError(f"expected --first-seed >= 0, got {self.first_seed}")
         if self.sanity_seeds < 1:
             raise ValueError(f"expected --sanity-seeds >= 1, got {self.sanity_seeds}")
         if self.budget is not None:

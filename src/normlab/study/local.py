@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_attempt, record_end,
-                                   shown_command)
+                                   shown_command, threads_per_run)
 from normlab.study.grids import StudySettings, run_command
 
 
@@ -35,21 +35,15 @@ def _gpu_list(device: str) -> list[str]:
         return []
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettings, out: Path, lock_fd: int,
-              log: Log, estimate: Optional[dict[str, float]] = None) -> list[str]:
+              log: Log, estimate: Optional[dict[str, float]] = None, cwd: Optional[Path] = None) -> list[str]:
     """Run ``tasks`` ``settings.jobs`` at a time; return the names of those that failed.
 
-    ``estimate``: run name -> estimated seconds, for the time-left lines."""
+    ``estimate``: run name -> estimated seconds, for the time-left lines; ``cwd``: the folder the
+    runs start in, which the relative paths of ``settings`` start from (default: this process's)."""
     jobs = min(settings.jobs, len(tasks))
     gpus = _gpu_list(settings.device)
-    threads = cluster.cpus_per_run or max(1, _cpu_count() // jobs)
+    threads = threads_per_run(cluster, jobs)
     (out / "logs").mkdir(exist_ok=True)
     pending = list(tasks)
     running: dict[int, tuple[Task, subprocess.Popen, float, object]] = {}  # slot -> ...
@@ -81,7 +75,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                 logf.flush()
                 where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} CPU thread(s)"
                 log(f"study: {'resuming' if t.resume else 'starting'} {t.name} on {where}")
-                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                         pass_fds=(lock_fd,))
                 running[slot] = (t, proc, time.time(), logf)
                 progress.running += 1

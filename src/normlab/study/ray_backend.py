@@ -3,8 +3,10 @@
 A task runs the same ``normlab <kind> train ...`` command as the local backend
 (``grids.run_command``), as a child process of the Ray worker, and asks the
 cluster for what the run needs: a quarter of a GPU (``RUNS_PER_GPU``) where the cluster has GPUs (and the
-study's ``--device`` allows them), else ``--cpus-per-run`` CPUs (default 1);
-the run's thread count (``OMP_NUM_THREADS``) is set to those CPUs.
+study's ``--device`` allows them) and ``--cpus-per-run`` CPUs (default 1), else ``--cpus-per-run`` CPUs
+(default: the threads a local run would get, ``backends.threads_per_run``, at most the cluster's CPUs);
+the run's thread count (``OMP_NUM_THREADS``) is set to those CPUs, so that a CPU study on Ray gives the
+numbers of a local one.
 
 Where the run directory lives:
 
@@ -38,6 +40,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +50,8 @@ from pathlib import Path
 from typing import Optional
 
 from normlab.hardware import RUNS_PER_GPU
-from normlab.study.backends import ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state, shown_command
+from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state,
+                                    shown_command, threads_per_run)
 from normlab.study.grids import StudySettings, run_command
 from normlab.study.grids import run_dir as grid_run_dir
 from normlab.train.rundir import LAST, SUMMARY, atomic_write_text, read_json
@@ -62,6 +66,30 @@ def _import_ray():
     except ImportError:
         raise ValueError("--cluster ray needs Ray: pip install 'normlab[ray]'") from None
     return ray
+
+
+def check_address(address: Optional[str], timeout: float = 30.0) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address where nothing answers.
+
+    Ray itself retries such an address for ever (every 30 s, deaf to Ctrl-C
+    meanwhile); the study calls this before it writes anything. ``None``
+    (``$RAY_ADDRESS``, else a new local cluster) and ``auto`` are left to Ray.
+    """
+    flag = "--ray-address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"{flag} {address}: expected HOST:PORT, the Ray head's address (e.g. 10.0.0.1:6379), "
+                         f"got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        why = f"no answer within {timeout:g} s" if isinstance(e, socket.timeout) else (e.strerror or str(e)).lower()
+        raise ValueError(f"{flag} {address}: no Ray cluster answers there ({why}); start one there "
+                         f"(`ray start --head --port {port}`) or fix the address") from None
 
 
 def connect(ray, address: Optional[str]) -> bool:
@@ -252,10 +280,15 @@ def _study_id(out: Path) -> str:
 
 
 def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettings, out: Path, lock_fd: int,
-              log: Log, estimate: Optional[dict[str, float]] = None) -> list[str]:
-    """Run ``tasks`` as Ray tasks; return the names of those that failed (``estimate`` as for local)."""
+              log: Log, estimate: Optional[dict[str, float]] = None, cwd: Optional[Path] = None) -> list[str]:
+    """Run ``tasks`` as Ray tasks; return the names of those that failed (``estimate``, ``cwd`` as for local)."""
     ray = _import_ray()
-    connected = connect(ray, cluster.address)
+    try:
+        connected = connect(ray, cluster.address)
+    except KeyboardInterrupt:
+        log(f"study: interrupted while joining the Ray cluster at {cluster.address or os.environ.get('RAY_ADDRESS')}; "
+            f"no run was started (rerun the same command)")
+        raise
     token_path = out / SHARED_TOKEN
     try:
         resources = ray.cluster_resources()
@@ -266,9 +299,16 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         if settings.device == "cuda" and not gpus:
             raise ValueError(f"expected GPUs in the Ray cluster for --device cuda, got none ({cpus} CPUs)")
         use_gpu = gpus > 0 and settings.device in ("auto", "cuda")
-        per_run_cpus = cluster.cpus_per_run or 1
+        # CPU runs: the threads a local run would get (the thread count changes the last digits);
+        # GPU runs: 1 CPU each unless told, so that a GPU node's CPUs do not cap the runs sharing its GPUs.
+        per_run_cpus = ((cluster.cpus_per_run or 1) if use_gpu
+                        else threads_per_run(cluster, min(settings.jobs, len(tasks))))
         if not use_gpu and per_run_cpus > cpus:
-            raise ValueError(f"expected --cpus-per-run <= the cluster's {cpus} CPUs, got {per_run_cpus}")
+            if cluster.cpus_per_run:
+                raise ValueError(f"expected --cpus-per-run <= the cluster's {cpus} CPUs, got {per_run_cpus}")
+            log(f"study: each run gets the cluster's {cpus} CPUs, not the {per_run_cpus} threads it would get "
+                f"on this machine (its numbers may differ in the last digits from a local study)")
+            per_run_cpus = cpus
         # Several runs share a GPU (RUNS_PER_GPU, measured to fill one): each asks for that fraction.
         slots = gpus * RUNS_PER_GPU if use_gpu else cpus // per_run_cpus
         if cluster.max_in_flight:
@@ -284,7 +324,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         ask = f"1/{RUNS_PER_GPU} GPU and {per_run_cpus} CPU(s)" if use_gpu else f"{per_run_cpus} CPU(s)"
         log(f"study: {len(tasks)} run(s) on the Ray cluster ({cpus} CPUs, {gpus} GPUs), each asking for {ask}; "
             f"up to {slots} at once")
-        base = dict(settings=settings, cwd=os.getcwd(), study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
+        base = dict(settings=settings, cwd=str(cwd or os.getcwd()), study=str(out.resolve()), token=token, shared_fs=cluster.shared_fs, study_id=_study_id(out),
                     threads=per_run_cpus, gpu=use_gpu)
         return _drive(ray, tasks, base, task_fn, board, out, cluster, Progress(len(tasks), slots, estimate), log)
     finally:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from normlab.study.backends import EVENTS, ClusterSettings, Task, run_state
+from normlab.study.backends import EVENTS, ClusterSettings, Task, run_state, threads_per_run
 from normlab.study.grids import StudySettings, run_dir, select_variants, variants_for
 from normlab.train.rundir import atomic_write_json, read_json
 
@@ -44,6 +44,34 @@ __all__ = ["EVENTS", "LOCK", "STUDY", "ClusterSettings", "Task", "plan", "run_st
 
 STUDY = "study.json"
 LOCK = ".study.lock"
+
+
+# Settings that are paths: relative ones start from the study's working folder (study.json's
+# "workdir"), so a rerun from another folder (or with an absolute path) names the same files.
+PATH_KEYS = ("data", "data_dir", "embeddings")
+
+
+def study_home(out: Path, saved: dict) -> Path:
+    """The folder the relative paths of ``study.json`` start from, and its runs run in.
+
+    ``workdir`` is kept relative to the study folder (a study folder names no absolute
+    path); a study.json without one (older studies) starts from the current folder.
+    """
+    workdir = saved.get("workdir")
+    return (Path(out) / workdir).resolve() if isinstance(workdir, str) else Path.cwd().resolve()
+
+
+def _same_paths(saved, now, home: Path) -> bool:
+    """Whether a path setting as saved (relative to ``home``) names what ``now`` (relative to here) names."""
+    if isinstance(saved, list) or isinstance(now, list):
+        saved, now = (v if isinstance(v, list) else [v] for v in (saved, now))
+        return len(saved) == len(now) and all(_same_paths(a, b, home) for a, b in zip(saved, now))
+    if saved is None or now is None:
+        return saved == now
+    a, b = os.path.realpath(home / saved), os.path.realpath(now)
+    if a == b:
+        return True
+    return saved == now and not os.path.exists(a) and not os.path.exists(b)  # a name such as cifar10
 
 
 def _check_settings(out: Path, settings: StudySettings) -> dict:
@@ -56,9 +84,12 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
     if old.kind != settings.kind:
         raise ValueError(f"{path} holds a {old.kind} study, not a {settings.kind} one; choose another --out")
     a, b = old.to_dict(), settings.to_dict()
-    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS and a[k] != b[k]]
+    home = study_home(out, saved)
+    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS
+             and not (_same_paths(a[k], b[k], home) if k in PATH_KEYS else a[k] == b[k])]
     if diffs:
-        detail = ", ".join(f"{k}: saved {a[k]!r}, now {b[k]!r}" for k in diffs)
+        detail = ", ".join(f"{k}: saved {a[k]!r}" + (f" (from {os.path.relpath(home)})" if k in PATH_KEYS else "")
+                           + f", now {b[k]!r}" for k in diffs)
         raise ValueError(f"{out} holds a study with other settings ({detail}); "
                          f"rerun with the saved settings or choose another --out")
     return saved
@@ -115,11 +146,17 @@ def run_study(settings: StudySettings, *, report: bool = True,
 def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> int:
     saved = _check_settings(out, settings)
     tasks = plan(settings)
+    home = study_home(out, saved) if saved else Path.cwd().resolve()
     if saved:  # seeds only grow: the study keeps every seed it has run, whatever this call asks for
         old = saved["settings"]
         settings = dataclasses.replace(settings, **{k: max(old[k], getattr(settings, k))
                                                     for k in StudySettings.GROWING_KEYS if k in old})
     everything = variants_for(settings.kind, settings.small_batch_lr, anomalies=True)
+    # The runs start in ``home`` with the paths as saved: a resumed run sees the command line it
+    # started with, wherever this rerun was started from.
+    run_settings = dataclasses.replace(
+        settings, out=os.path.relpath(out.resolve(), home) if not Path(settings.out).is_absolute() else settings.out,
+        **({k: saved["settings"].get(k) for k in PATH_KEYS} if saved else {}))
     requested = sorted(set(saved.get("variants_requested", []))
                        | {v.name for v in select_variants(settings.kind, settings.variants, settings.small_batch_lr)},
                        key=[v.name for v in everything].index)
@@ -127,7 +164,8 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
     grid += [v for v in everything if v.name in requested and v not in grid]
     study = {
         "kind": settings.kind,
-        "settings": settings.to_dict(),
+        "settings": run_settings.to_dict(),
+        "workdir": os.path.relpath(home, out.resolve()),
         "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings} for v in grid],
         "variants_requested": requested,
         "seeds": settings.seed_list(),
@@ -143,9 +181,15 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         from normlab.study.timefmt import hms
 
         slots = max(1, min(settings.jobs, len(tasks)))
-        threads = cluster.cpus_per_run or max(1, (os.cpu_count() or 1) // slots)
+        threads = threads_per_run(cluster, slots)
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
-        est = estimate_study(settings, tasks, threads=threads)
+        timed = settings
+        if cluster.backend != "local" and settings.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():  # a driver without the cluster's GPUs times on its CPU
+                timed = dataclasses.replace(settings, device="cpu")
+        est = estimate_study(timed, tasks, threads=threads)
         where = (f"on this machine ({est.device})" if cluster.backend == "local"
                  else f"if the cluster runs them as fast as this machine ({est.device})")
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -155,7 +199,7 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         log(f"study: {len(tasks)} run(s) to do, {slots} at a time: estimated wall time {hms(est.total)} {where} "
             f"(an eager-mode timing of a few steps: compiling, early stopping and other load change it)")
         times = est.per_run
-    failed = _run_tasks(tasks, settings, cluster, out, lock_fd, log, times)
+    failed = _run_tasks(tasks, run_settings, cluster, out, lock_fd, log, times, home)
     if report:
         from normlab.study.report import write_report
 
@@ -169,7 +213,7 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
 
 
 def _run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettings, out: Path, lock_fd: int,
-               log, estimate=None) -> list[str]:
+               log, estimate=None, cwd: Optional[Path] = None) -> list[str]:
     if not tasks:  # before any backend starts: a finished study starts no process and no Ray task
         log("study: every run has finished already")
         return []
@@ -177,4 +221,4 @@ def _run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSetti
         from normlab.study import ray_backend as backend
     else:
         from normlab.study import local as backend
-    return backend.run_tasks(tasks, settings, cluster, out, lock_fd, log, estimate)
+    return backend.run_tasks(tasks, settings, cluster, out, lock_fd, log, estimate, cwd=cwd)

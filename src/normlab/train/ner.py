@@ -408,11 +408,45 @@ def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = rund
         model = BiLSTMTagger(**meta["model"])
     except (ValueError, TypeError) as e:
         raise ValueError(f"{vocab_path}: expected a normlab NER vocabulary file, got a damaged one ({e})") from None
+    _check_vocabularies(vocabs, meta["model"], vocab_path, run_dir / rundir.CONFIG)
     dev = rundir.select_device(device)
     state = rundir.load_checkpoint(ckpt_path, map_location=dev)
     rundir.load_weights(model, state, ckpt_path, str(vocab_path))
     model.to(dev).eval()
     return TaggerBundle(model, vocabs, dev)
+
+
+def _check_vocabularies(vocabs: dict[str, Vocab], model: dict, vocab_path: Path, config_path: Path) -> None:
+    """Refuse a ``vocab.json`` whose vocabularies do not fit the model it describes (an edited file).
+
+    The weights only check the sizes in ``model``; a tag list that is empty, reordered or of
+    another length would tag every word wrongly (or fail deep inside), so it is compared
+    with the model's own tag names, and with the run's ``config.json`` where there is one.
+    """
+    def refuse(why: str) -> None:
+        raise ValueError(f"{vocab_path}: refused: {why}; it was edited or comes from another run: "
+                         f"use the vocab.json written with this best.pt")
+
+    tags = vocabs["tags"].itos
+    if not tags:
+        refuse("expected a tag list, got an empty one")
+    bad = [t for t in tags if not (t == "O" or t[:2] in ("B-", "I-") and len(t) > 2)]
+    if bad:
+        refuse(f"expected BIO tags (O, B-type or I-type), got {bad[0]!r}")
+    for key, name in (("num_tags", "tags"), ("num_words", "words")):
+        if model.get(key) != len(vocabs[name]):
+            refuse(f"its {len(vocabs[name])} {name} do not match the model's {key} {model.get(key)}")
+    if model.get("num_chars") and model["num_chars"] != len(vocabs["chars"]):
+        refuse(f"its {len(vocabs['chars'])} chars do not match the model's num_chars {model['num_chars']}")
+    if model.get("tag_names") is not None and list(model["tag_names"]) != tags:
+        refuse(f"its tags {tags[:4]}... are not the model's tag_names {list(model['tag_names'])[:4]}... "
+               f"(in that order)")
+    try:
+        saved = rundir.read_json(config_path).get("data", {}).get("tags") if config_path.is_file() else None
+    except (ValueError, AttributeError):  # a damaged config.json does not stop tagging: vocab.json is the model's
+        saved = None
+    if isinstance(saved, list) and saved != tags:
+        refuse(f"its tags {tags[:4]}... are not those the run trained with ({config_path.name}: {saved[:4]}...)")
 
 
 def tag(bundle: TaggerBundle, sentences: list[list[str]], batch_size: int = 256) -> list[list[str]]:
@@ -518,6 +552,8 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
     out = Path(cfg.out)
     config_dict = asdict(cfg)
     resuming = rundir.prepare_run_dir(out, config_dict, cfg.resume)
+    if resuming:
+        rundir.check_same_data(out, cfg.data)
     log_file = None  # opened with the first line, so bad input found before it leaves no folder behind
 
     def log(msg: str) -> None:

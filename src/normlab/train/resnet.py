@@ -257,6 +257,23 @@ def _autocast(cfg: ResNetConfig, device: torch.device):
     return contextlib.nullcontext()
 
 
+def check_data_sizes(cfg: ResNetConfig, num_all: int) -> None:
+    """Refuse a --val-size, --limit-train or --batch-size that ``num_all`` training images cannot give.
+
+    Also used by ``normlab study resnet`` before its first run starts.
+    """
+    if cfg.val_size >= num_all:
+        raise ValueError(f"expected --val-size below the {num_all} training images, got {cfg.val_size}")
+    num_train = num_all - cfg.val_size
+    if cfg.limit_train is not None:
+        if cfg.limit_train > num_train:
+            raise ValueError(f"expected --limit-train at most the {num_train} non-validation training images, "
+                             f"got {cfg.limit_train}")
+        num_train = cfg.limit_train
+    if cfg.batch_size > num_train:
+        raise ValueError(f"expected --batch-size at most the {num_train} training images, got {cfg.batch_size}")
+
+
 class _Log:
     """Print to stdout and append to ``train.log`` in the run directory."""
 
@@ -415,19 +432,17 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     out = Path(cfg.out)
     device = rundir.select_device(cfg.device)
     resuming = rundir.prepare_run_dir(out, rundir.to_jsonable(cfg), cfg.resume)
+    if resuming:
+        rundir.check_same_data(out, [cfg.data])
     log = _Log(out / LOG)
 
     # --- data: validation carved first, then the optional training limit, all seeded by split_seed
     ds = load_images(cfg.data, cfg.data_dir, download=True)
     num_all = len(ds.train_y)
-    if cfg.val_size >= num_all:
-        raise ValueError(f"expected --val-size below the {num_all} training images, got {cfg.val_size}")
+    check_data_sizes(cfg, num_all)
     train_idx, val_idx = train_val_split(num_all, val_size=cfg.val_size, seed=cfg.split_seed)
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     if cfg.limit_train is not None:
-        if cfg.limit_train > len(train_idx):
-            raise ValueError(f"expected --limit-train at most the {len(train_idx)} non-validation training images, "
-                             f"got {cfg.limit_train}")
         pick = np.random.default_rng(cfg.split_seed).permutation(len(train_idx))[: cfg.limit_train]
         train_idx = np.sort(train_idx[pick])
     tr_x_np = np.asarray(ds.train_x)[train_idx]
@@ -436,8 +451,6 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     tr_x, tr_y = torch.from_numpy(tr_x_np), _take(ds.train_y, train_idx)
     va_x, va_y = _take(ds.train_x, val_idx), _take(ds.train_y, val_idx)
     num_classes, in_channels = len(ds.classes), int(tr_x.shape[1])
-    if cfg.batch_size > len(tr_y):
-        raise ValueError(f"expected --batch-size at most the {len(tr_y)} training images, got {cfg.batch_size}")
     tr_x, tr_y, va_x, va_y = (t.to(device) for t in (tr_x, tr_y, va_x, va_y))
     # A short last batch (down to a single image) would give BN noisy statistics and an odd-sized
     # step; with reshuffling every epoch, dropping it still shows every image equally often.
@@ -542,12 +555,12 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         bar.close()
         if diverged_at is not None:
             status = "diverged"
-            message = (f"diverged: the training loss became non-finite in epoch {epoch} (by step {diverged_at}, "
+            message = (f"the training loss became non-finite in epoch {epoch} (by step {diverged_at}, "
                        f"lr {lr_now:.4g}); stopped. ")
             message += (f"The best checkpoint (epoch {state['best_epoch']}) is kept and summarized."
                         if state["best_epoch"] is not None else
                         "No epoch finished, so there is no checkpoint and the summary metrics are null.")
-            log(message, err=True)
+            log(f"diverged: {message}", err=True)
             break
 
         val = net.guarded(lambda m: evaluate(m, va_x, va_y, mean, std, cfg, device, features=True,

@@ -328,6 +328,28 @@ def file_fingerprint(path: str | Path) -> dict:
     return {"path": str(path), "bytes": p.stat().st_size, "sha256": h.hexdigest()}
 
 
+def check_same_data(out: Path, paths: Iterable[str | Path], option: str = "--data") -> None:
+    """On ``--resume``: refuse data files whose contents differ from those the run started with.
+
+    ``config.json`` keeps each data file's size and SHA-256 (``file_fingerprint``);
+    a run continued on other data would mix two experiments under one config.
+    Files without a saved hash (folders, ``cifar10``, older runs) are not checked.
+    """
+    saved = read_json(Path(out) / CONFIG)
+    data = saved.get("data") if isinstance(saved, dict) else None
+    data = data if isinstance(data, dict) else {}
+    before = data.get("files") or ([data["file"]] if "file" in data else [])
+    for old, path in zip(before, paths):
+        if not isinstance(old, dict) or "sha256" not in old or not Path(path).is_file():
+            continue
+        now = file_fingerprint(path)
+        if now["sha256"] != old["sha256"]:
+            raise ValueError(f"--resume: {option} {path}: the file changed since the run started (now {now['bytes']} "
+                             f"bytes, SHA-256 {now['sha256'][:12]}; {Path(out) / CONFIG} saved {old.get('bytes')} "
+                             f"bytes, SHA-256 {old['sha256'][:12]}); restore the file the run started with, or "
+                             f"start a new run with another --out")
+
+
 def check_out_dir(out: Path, option: str = "--out") -> None:
     """Refuse an ``out`` that cannot become a folder we write to: an existing file, a path under a
     file, a folder we may not write to. Creates nothing."""
