@@ -14,6 +14,7 @@ advance together as one batched step. With ``layer_norm=False`` it equals
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
@@ -53,6 +54,100 @@ def _lstm_step(pre_ih, h, c, weight_hh_t, hh_gain, cell_gain, cell_bias, eps):
     c = f * c + i * g
     h = o * torch.tanh(c if cell_gain is None else layer_norm(c, cell_gain, cell_bias, eps))
     return h, c
+
+
+class Direction(NamedTuple):
+    """The weights of one direction of a bidirectional LSTM (``nn.LSTM``'s names, transposed nowhere).
+
+    ``weight_ih[4H, in]``, ``weight_hh[4H, H]``, ``bias[4H]`` (``b_ih + b_hh``, or ``None``); the
+    four layer-norm parameters are ``None`` for a plain LSTM.
+    """
+
+    weight_ih: torch.Tensor
+    weight_hh: torch.Tensor
+    bias: Optional[torch.Tensor] = None
+    ln_ih_gain: Optional[torch.Tensor] = None
+    ln_hh_gain: Optional[torch.Tensor] = None
+    ln_cell_gain: Optional[torch.Tensor] = None
+    ln_cell_bias: Optional[torch.Tensor] = None
+    eps: float = 1e-5
+
+
+def _sum_biases(bias_ih: Optional[torch.Tensor], bias_hh: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if bias_ih is None else bias_ih + bias_hh
+
+
+def packed_bilstm(
+    x: torch.Tensor, lengths: torch.Tensor, directions: Sequence[Direction]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bidirectional LSTM over ``x[B, T, in]`` with ``lengths[B]`` (long, in ``[0, T]``), packed.
+
+    Returns ``(out[B, T, 2H], last[B, 2H])`` as ``BiLSTM.forward``. ``directions`` = (forward,
+    backward). The work is that of ``nn.LSTM`` over a packed sequence, in a few large
+    operations: the rows are sorted by length (longest first) and both directions run
+    time-major, so step ``t`` advances only the ``n_t`` rows still inside their sequence
+    (a prefix: padding is never computed); the backward direction reads each sequence
+    reversed within its own length, so it too starts at step 0. The input pre-activations of
+    every real position and both directions are one batched matrix product (and one layer
+    norm) before the loop, cut into steps with ``split`` (its backward is one ``cat``); the
+    outputs go back to their padded places with one ``index_select``. Two host syncs per
+    call (the longest length, the step sizes), none per step.
+    """
+    B, T, _ = x.shape
+    H = directions[0].weight_hh.shape[1]
+    steps = int(lengths.max()) if B else 0  # nothing to run past the longest sequence
+    if steps == 0:
+        return x.new_zeros(B, T, 2 * H), x.new_zeros(B, 2 * H)
+    dev = x.device
+    sorted_len, order = lengths.sort(descending=True, stable=True)  # shape: (B,) each
+    pos = torch.arange(steps, device=dev)
+    active = pos.unsqueeze(1) < sorted_len.unsqueeze(0)  # shape: (steps, B); a prefix of each row
+    batch_sizes = active.sum(dim=1)  # shape: (steps,); n_t, non-increasing
+    t_idx, r_idx = active.nonzero(as_tuple=True)  # shape: (N,) each; packed (time-major) order
+    rows = order[r_idx]  # original row of each packed position
+    fwd_at = rows * steps + t_idx  # shape: (N,); flat padded index read (and written) by the forward direction
+    bwd_at = rows * steps + (lengths[rows] - 1 - t_idx)  # the same for the backward direction
+    flat = x[:, :steps].reshape(B * steps, -1)  # shape: (B * steps, in)
+    xs = torch.stack([flat.index_select(0, fwd_at), flat.index_select(0, bwd_at)])  # shape: (2, N, in)
+    w_ih_t = torch.stack([d.weight_ih.t() for d in directions])  # shape: (2, in, 4H)
+    pre = torch.bmm(xs, w_ih_t)  # shape: (2, N, 4H)
+    fwd, bwd = directions
+    if fwd.ln_ih_gain is not None:
+        pre = layer_norm(pre, torch.stack([fwd.ln_ih_gain, bwd.ln_ih_gain]).unsqueeze(1), None, fwd.eps)
+    if fwd.bias is not None:
+        pre = pre + torch.stack([fwd.bias, bwd.bias]).unsqueeze(1)
+    sizes = batch_sizes.tolist()
+    pre = pre.split(sizes, dim=1)  # steps x (2, n_t, 4H)
+    weight_hh_t = torch.stack([fwd.weight_hh.t(), bwd.weight_hh.t()])  # shape: (2, H, 4H)
+    if fwd.ln_hh_gain is not None:
+        hh_gain = torch.stack([fwd.ln_hh_gain, bwd.ln_hh_gain]).unsqueeze(1)  # shape: (2, 1, 4H)
+        cell_gain = torch.stack([fwd.ln_cell_gain, bwd.ln_cell_gain]).unsqueeze(1)  # shape: (2, 1, H)
+        cell_bias = torch.stack([fwd.ln_cell_bias, bwd.ln_cell_bias]).unsqueeze(1)  # shape: (2, 1, H)
+    else:
+        hh_gain = cell_gain = cell_bias = None
+    h = c = x.new_zeros(2, sizes[0], H)
+    hs = []
+    for t, n in enumerate(sizes):
+        if n < h.shape[1]:  # rows whose sequence ended leave the batch
+            h, c = h[:, :n], c[:, :n]
+        h, c = _lstm_step(pre[t], h, c, weight_hh_t, hh_gain, cell_gain, cell_bias, fwd.eps)
+        hs.append(h)
+    hs = torch.cat(hs, dim=1)  # shape: (2, N, H); packed order
+    N = hs.shape[1]
+    # Each padded position reads its packed row, or the zero row N (padding, past the longest).
+    hs = F.pad(hs, (0, 0, 0, 1))  # shape: (2, N + 1, H)
+    where = torch.full((2, B * T), N, dtype=torch.long, device=dev)
+    row_t = rows * T  # padded index in (B, T), not (B, steps)
+    where[0].index_copy_(0, row_t + t_idx, torch.arange(N, device=dev))
+    where[1].index_copy_(0, row_t + (lengths[rows] - 1 - t_idx), torch.arange(N, device=dev))
+    out = torch.cat([hs[0].index_select(0, where[0]), hs[1].index_select(0, where[1])], dim=1)  # (B * T, 2H)
+    # Each direction's final state: the packed row of step lengths - 1 of each row.
+    starts = torch.cumsum(batch_sizes, 0) - batch_sizes  # shape: (steps,); packed offset of each step
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(B, device=dev)  # row b is rank[b]-th longest
+    last_at = torch.where(lengths > 0, starts[(lengths - 1).clamp(min=0)] + rank, N)  # shape: (B,)
+    last = torch.cat([hs[0].index_select(0, last_at), hs[1].index_select(0, last_at)], dim=1)  # shape: (B, 2H)
+    return out.view(B, T, 2 * H), last
 
 
 class LayerNormLSTMCell(nn.Module):
@@ -204,43 +299,7 @@ class BiLSTM(nn.Module):
         """``x[B, T, in]`` with ``mask[B, T]`` (left-aligned) or ``lengths[B]`` (neither: full
         length) -> ``(out[B, T, 2H], last[B, 2H])``, see the class docstring."""
         lengths = self._validate(x, lengths, mask)
-        B, T, _ = x.shape
-        H = self.hidden_size
-        steps = int(lengths.max()) if B else 0  # nothing to run past the longest sequence
-        if steps == 0:
-            return x.new_zeros(B, T, 2 * H), x.new_zeros(B, 2 * H)
-        x = x[:, :steps]
-        pos = torch.arange(steps, device=x.device)
-        inside = pos < lengths.unsqueeze(1)  # shape: (B, steps)
-        # rev[b, t] = lengths[b] - 1 - t inside the sequence, t on padding: its own inverse.
-        rev = torch.where(inside, lengths.unsqueeze(1) - 1 - pos, pos)  # shape: (B, steps)
-        x_rev = x.gather(1, rev.unsqueeze(2).expand_as(x))  # shape: (B, steps, in)
-
         cells = (self.forward_cell, self.backward_cell)
-        # Input pre-activations of both directions and all steps at once.
-        pre = torch.stack([cell.input_preactivation(xs) for cell, xs in zip(cells, (x, x_rev))])  # (2, B, steps, 4H)
-        # unbind, not pre[t]: each pre[t]'s backward would fill a zero tensor of the full size.
-        pre = pre.permute(2, 0, 1, 3).unbind(0)  # steps x (2, B, 4H)
-        weight_hh_t = torch.stack([cell.weight_hh.t() for cell in cells])  # shape: (2, H, 4H)
-        if self.layer_norm:
-            hh_gain = torch.stack([cell.ln_hh_gain for cell in cells]).unsqueeze(1)  # shape: (2, 1, 4H)
-            cell_gain = torch.stack([cell.ln_cell_gain for cell in cells]).unsqueeze(1)  # shape: (2, 1, H)
-            cell_bias = torch.stack([cell.ln_cell_bias for cell in cells]).unsqueeze(1)  # shape: (2, 1, H)
-        else:
-            hh_gain = cell_gain = cell_bias = None
-        h = c = x.new_zeros(2, B, H)
-        hs = []
-        for t in range(steps):
-            h, c = _lstm_step(pre[t], h, c, weight_hh_t, hh_gain, cell_gain, cell_bias, self.forward_cell.eps)
-            hs.append(h)
-        hs = torch.stack(hs, dim=2)  # shape: (2, B, steps, H)
-
-        fwd = hs[0]
-        bwd = hs[1].gather(1, rev.unsqueeze(2).expand_as(hs[1]))  # back in reading order
-        both = torch.cat([fwd, bwd], dim=2).masked_fill(~inside.unsqueeze(2), 0)  # shape: (B, steps, 2H)
-        out = F.pad(both, (0, 0, 0, T - steps))  # shape: (B, T, 2H); zeros past the longest
-        # Each direction's final state sits at (its own) step lengths - 1.
-        final_idx = (lengths - 1).clamp(min=0).view(1, B, 1, 1).expand(2, B, 1, H)
-        final = hs.gather(2, final_idx).squeeze(2)  # shape: (2, B, H)
-        last = torch.cat([final[0], final[1]], dim=1).masked_fill((lengths == 0).unsqueeze(1), 0)  # shape: (B, 2H)
-        return out, last
+        directions = [Direction(c.weight_ih, c.weight_hh, _sum_biases(c.bias_ih, c.bias_hh), c.ln_ih_gain,
+                                c.ln_hh_gain, c.ln_cell_gain, c.ln_cell_bias, c.eps) for c in cells]
+        return packed_bilstm(x, lengths, directions)
