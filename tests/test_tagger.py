@@ -143,6 +143,51 @@ def test_char_features_equal_a_per_word_reference():
     assert (feats[~batch.mask] == 0).all()
 
 
+def test_char_features_run_each_distinct_word_once_with_the_gradients_of_every_word():
+    """Repeated words share one run; the gradients equal those of nn.LSTM over every word, packed."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from normlab.models.tagger import _distinct_rows
+
+    model = make_model(char=True)
+    batch = make_batch([5, 2, 7, 1], seed=7)
+    batch.chars[1, :2] = batch.chars[0, 3]  # the same word three times, in two sentences
+    rows = batch.chars[batch.mask]
+    first, inverse = _distinct_rows(rows)
+    assert len(first) == len(torch.unique(rows, dim=0)) < len(rows)
+    assert torch.equal(rows[first][inverse], rows)
+    feats = model.chars(batch.chars, batch.mask)
+    torch.testing.assert_close(feats[1, 0], feats[0, 3])
+    lstm, embed = model.chars.lstm, model.chars.embed
+    lengths = (rows != 0).sum(dim=1)
+    _, (h_n, _) = lstm(pack_padded_sequence(embed(rows), lengths, batch_first=True, enforce_sorted=False))
+    want = torch.cat([h_n[0], h_n[1]], dim=1)
+    torch.testing.assert_close(feats[batch.mask], want, rtol=1e-5, atol=1e-6)
+    w = torch.randn_like(want)
+    params = [embed.weight, lstm.weight_ih_l0, lstm.weight_hh_l0_reverse, lstm.bias_hh_l0]
+    got = torch.autograd.grad((feats[batch.mask] * w).sum(), params)
+    ref = torch.autograd.grad((want * w).sum(), params)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_word_bilstm_equals_nn_lstm_over_a_packed_sequence_with_gradients():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    model = make_model(char=False)
+    lstm = model.lstm.lstm
+    mask = torch.arange(7)[None, :] < torch.tensor([5, 2, 7, 1])[:, None]
+    x = torch.randn(4, 7, 8).masked_fill(~mask[..., None], 1e3).requires_grad_()  # padding must not leak
+    out = model.lstm(x, mask)
+    packed = pack_padded_sequence(x, mask.sum(dim=1), batch_first=True, enforce_sorted=False)
+    ref, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=7)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    w = torch.randn_like(ref)
+    params = [x, lstm.weight_ih_l0, lstm.weight_hh_l0_reverse, lstm.bias_ih_l0_reverse]
+    for g, r in zip(torch.autograd.grad((out * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+
+
 def test_pretrained_matrix_is_copied_and_fine_tuned():
     matrix = torch.randn(V, 11)
     model = BiLSTMTagger(999, K, pretrained=matrix, hidden=6, tag_names=TAGS)
