@@ -195,6 +195,36 @@ def test_evaluate_equals_a_per_sentence_reference(tiny_data):
     assert got["loss"] == pytest.approx(np.mean(losses), rel=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorized_entity_and_token_scores_equal_seqeval_and_the_per_token_functions(seed):
+    """Random tags, BIO-invalid ones included (I-x after O, after I-y, first in a sentence)."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    names = ["O", "B-geo", "I-geo", "B-per", "I-per", "B-org", "I-org"]
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 12, size=60)
+    p = np.array([0.5] + [0.5 / 6] * 6)
+    gold, pred = rng.choice(7, size=lengths.sum(), p=p), rng.choice(7, size=lengths.sum(), p=p)
+    cuts = np.cumsum(lengths)[:-1]
+    sents = lambda ids: [[names[t] for t in s] for s in np.split(ids, cuts)]  # noqa: E731
+    g, q = sents(gold), sents(pred)
+    got = ner._fast_scores(gold, pred, lengths, names)
+    assert got["entity_precision"] == pytest.approx(precision_score(g, q), abs=1e-12)
+    assert got["entity_recall"] == pytest.approx(recall_score(g, q), abs=1e-12)
+    assert got["entity_f1"] == pytest.approx(f1_score(g, q), abs=1e-12)
+    assert 0 < got["entity_f1"] < 1
+    assert got["type_micro_f1"] == pytest.approx(ner.type_token_micro_f1(sum(g, []), sum(q, [])), abs=1e-12)
+    assert got["invalid_transitions"] == ner.invalid_bio_transitions(q) > 0
+    # The spans themselves, sentence by sentence, as seqeval reads them.
+    kinds = ner._TagKinds(names)
+    types = sorted({t[2:] for t in names if t != "O"})
+    for ids, s in zip(np.split(gold, cuts)[:10], g[:10]):
+        keys = ner.entity_spans(ids, np.array([len(ids)]), kinds)
+        want = sorted(((start * (len(ids) + 1) + end) * len(types) + types.index(t)) for t, start, end in get_entities(s))
+        assert sorted(keys.tolist()) == want
+
+
 def test_entities_follow_conlleval_and_end_is_exclusive():
     words = ["President", "Bush", "met", "Angela", "Merkel", "in", "Berlin"]
     tags = ["B-per", "I-per", "O", "I-per", "I-per", "O", "B-geo"]

@@ -78,12 +78,15 @@ class CharFeatures(nn.Module):
         B, T, _ = chars.shape
         words = chars[mask]  # shape: (N, L), the N real words of the batch
         first, inverse = _distinct_rows(words)  # shapes: (U,), (N,)
-        words = words.index_select(0, first)  # shape: (U, L), each distinct word once
-        lengths = (words != self.pad_index).sum(dim=1).clamp(min=1)  # shape: (U,)
-        _, feats = packed_bilstm(self.embed(words), lengths, _directions(self.lstm))  # shape: (U, 2H)
+        feats = self.of_words(words.index_select(0, first))  # shape: (U, 2H), each distinct word once
         out = feats.new_zeros(B, T, self.out_dim)
         out[mask] = feats.index_select(0, inverse)
         return out
+
+    def of_words(self, words: torch.Tensor) -> torch.Tensor:
+        """words: (N, L) char ids, 0-padded (a word of no characters reads one padding) -> (N, 2*hidden)."""
+        lengths = (words != self.pad_index).sum(dim=1).clamp(min=1)  # shape: (N,)
+        return packed_bilstm(self.embed(words), lengths, _directions(self.lstm))[1]
 
 
 def _distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,14 +216,20 @@ class BiLSTMTagger(nn.Module):
         if crf:
             self.crf = _make_crf(num_tags, tag_names, crf_constraints)
 
-    def emissions(self, batch: TaggerBatch) -> torch.Tensor:
-        """Tag scores P of Lample et al. eq. 1: (B, T, K), arbitrary at padding."""
+    def emissions(self, batch: TaggerBatch, char_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Tag scores P of Lample et al. eq. 1: (B, T, K), arbitrary at padding.
+
+        ``char_features`` (B, T, 2C): the character features, computed beforehand (evaluation
+        computes each distinct word's once, ``CharFeatures.of_words``); ``None``: from ``batch.chars``.
+        """
         mask = batch.mask
         x = self.word_embed(batch.words)  # shape: (B, T, D)
         if self.chars is not None:
-            if batch.chars is None:
-                raise ValueError("expected a batch with chars for a tagger with character features, got chars=None")
-            x = torch.cat([x, self.chars(batch.chars, mask)], dim=-1)  # shape: (B, T, D + 2C)
+            if char_features is None:
+                if batch.chars is None:
+                    raise ValueError("expected a batch with chars for a tagger with character features, got chars=None")
+                char_features = self.chars(batch.chars, mask)
+            x = torch.cat([x, char_features], dim=-1)  # shape: (B, T, D + 2C)
         h = self.lstm(self.dropout(x), mask)  # shape: (B, T, 2H)
         return self.proj(self.dropout(h))  # shape: (B, T, K)
 

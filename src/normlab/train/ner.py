@@ -186,6 +186,10 @@ class Encoded:
     chars: list[np.ndarray]  # each (n, L_s) int64, 0-padded
     tags: list[np.ndarray]  # each (n,) int64 (empty arrays when untagged)
     lengths: np.ndarray  # (S,)
+    # Each distinct written word once: its char ids (U, L), 0-padded, and per sentence the
+    # row of each of its words ((n,) int64). Evaluation runs the character BiLSTM on these.
+    spellings: Optional[np.ndarray] = None
+    spelling_ids: Optional[list[np.ndarray]] = None
 
     def __len__(self) -> int:
         return len(self.words)
@@ -196,7 +200,8 @@ def encode(sentences: Sequence[Sequence[str]], vocabs: dict[str, Vocab],
     """Word ids (``normalize_word`` forms), char ids (original characters), tag ids."""
     wv, cv, tv = vocabs["words"], vocabs["chars"], vocabs["tags"]
     pad = cv.pad_index if cv.pad_index is not None else 0
-    words, chars, tag_ids = [], [], []
+    words, chars, tag_ids, spelling_ids = [], [], [], []
+    spelled: dict[str, int] = {}  # written word -> its row in spellings
     for i, sent in enumerate(sentences):
         if len(sent) == 0:
             raise ValueError(f"expected sentences of at least one word, got an empty sentence at index {i}")
@@ -206,8 +211,12 @@ def encode(sentences: Sequence[Sequence[str]], vocabs: dict[str, Vocab],
         for j, w in enumerate(sent):
             c[j, : len(w)] = cv.encode(w)
         chars.append(c)
+        spelling_ids.append(np.array([spelled.setdefault(w, len(spelled)) for w in sent], dtype=np.int64))
         tag_ids.append(np.array(tv.encode(tags[i]) if tags is not None else [], dtype=np.int64))
-    return Encoded(words, chars, tag_ids, np.array([len(w) for w in words], dtype=np.int64))
+    spellings = np.full((len(spelled), max((len(w) for w in spelled), default=1) or 1), pad, dtype=np.int64)
+    for w, r in spelled.items():
+        spellings[r, : len(w)] = cv.encode(w)
+    return Encoded(words, chars, tag_ids, np.array([len(w) for w in words], dtype=np.int64), spellings, spelling_ids)
 
 
 def encode_sentences(sentences: Sequence[Sentence], vocabs: dict[str, Vocab]) -> Encoded:
@@ -318,25 +327,111 @@ def token_labels(tag_names: Sequence[str]) -> list[int]:
     return [i for i, t in enumerate(tag_names) if t != "O"]
 
 
-@torch.no_grad()
+class _TagKinds:
+    """Each tag id's BIO prefix (0 ``O``, 1 ``B``, 2 ``I``) and entity type id (-1 for ``O``)."""
+
+    def __init__(self, tag_names: Sequence[str]):
+        types = sorted({t[2:] for t in tag_names if t != "O"})
+        self.prefix = np.array([0 if t == "O" else 1 if t.startswith("B-") else 2 for t in tag_names], dtype=np.int64)
+        self.type = np.array([-1 if t == "O" else types.index(t[2:]) for t in tag_names], dtype=np.int64)
+
+    def read(self, tags: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Prefix and type of each of the flat ``tags`` of sentences of ``lengths``, and of the tag
+        before each (a sentence starts after an ``O``)."""
+        prefix, typ = self.prefix[tags], self.type[tags]
+        first = np.zeros(len(tags), dtype=bool)
+        first[np.cumsum(lengths)[:-1]] = True
+        first[:1] = True
+        prev_prefix = np.where(first, 0, np.roll(prefix, 1))
+        prev_type = np.where(first, -1, np.roll(typ, 1))
+        return prefix, typ, prev_prefix, prev_type
+
+
+def entity_spans(tags: np.ndarray, lengths: np.ndarray, kinds: _TagKinds) -> np.ndarray:
+    """Entity spans of flat tag ids as int64 keys ``(start * (N + 1) + end) * types + type``: conlleval's
+    (and ``seqeval``'s default mode's) reading of BIO, vectorized; ``tests/test_train_ner.py`` checks it
+    against ``seqeval.metrics.sequence_labeling.get_entities``.
+
+    An entity starts at every ``B-x``, and at an ``I-x`` after ``O``, after a sentence start or after
+    another type (IOB1's reading); it runs until the next ``O`` or start.
+    """
+    prefix, typ, prev_prefix, prev_type = kinds.read(tags, lengths)
+    start = (prefix == 1) | ((prefix == 2) & ((prev_prefix == 0) | (prev_type != typ)))
+    bounds = np.append(np.flatnonzero((prefix == 0) | start), len(tags))  # where entities end (exclusive)
+    starts = np.flatnonzero(start)
+    ends = bounds[np.searchsorted(bounds, starts, side="right")] - 1
+    n_types = max(int(kinds.type.max()) + 1, 1)
+    return (starts * (len(tags) + 1) + ends) * n_types + typ[starts]
+
+
+def _fast_scores(gold: np.ndarray, pred: np.ndarray, lengths: np.ndarray, tag_names: Sequence[str]) -> dict:
+    """Entity P/R/F1 (as ``_entity_scores``), ``type_micro_f1`` and ``invalid_transitions`` from flat tag
+    ids of sentences of ``lengths``: the same numbers, without a Python step per token."""
+    kinds = _TagKinds(tag_names)
+    g, p = entity_spans(gold, lengths, kinds), entity_spans(pred, lengths, kinds)
+    tp = len(np.intersect1d(g, p))
+    precision = tp / len(p) if len(p) else 0.0
+    recall = tp / len(g) if len(g) else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    g_type, p_type = kinds.type[gold], kinds.type[pred]
+    right = int(((g_type == p_type) & (g_type >= 0)).sum())
+    entity_tokens = int((g_type >= 0).sum() + (p_type >= 0).sum())
+    prefix, typ, prev_prefix, prev_type = kinds.read(pred, lengths)
+    invalid = (prefix == 2) & ~((prev_prefix > 0) & (prev_type == typ))
+    return {"entity_precision": float(precision), "entity_recall": float(recall), "entity_f1": float(f1),
+            "type_micro_f1": 2 * right / entity_tokens if entity_tokens else 0.0,
+            "invalid_transitions": int(invalid.sum())}
+
+
+def _char_feature_table(model: BiLSTMTagger, enc: Encoded, idx: np.ndarray, device) -> tuple[torch.Tensor, np.ndarray]:
+    """The character features of every distinct written word of sentences ``idx``, each computed
+    once: ``(table[U + 1, 2C], row)``; ``row[s]`` is spelling ``s``'s row, the last row is zeros
+    (padding). Words are run in chunks of similar length."""
+    used = np.unique(np.concatenate([enc.spelling_ids[i] for i in idx]))  # shape: (U,)
+    words = enc.spellings[used]  # shape: (U, L)
+    lengths = (words != model.chars.pad_index).sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    table = torch.zeros(len(used) + 1, model.chars.out_dim, device=device)
+    for s in range(0, len(order), 4096):
+        part = order[s: s + 4096]
+        chunk = torch.from_numpy(words[part, : max(int(lengths[part].max()), 1)]).to(device)
+        table[torch.from_numpy(part).to(device)] = model.chars.of_words(chunk)
+    row = np.full(len(enc.spellings), len(used), dtype=np.int64)
+    row[used] = np.arange(len(used))
+    return table, row
+
+
+@torch.inference_mode()
 def evaluate(model: BiLSTMTagger, enc: Encoded, tag_names: Sequence[str], *, batch_size: int = 512,
              device: torch.device = torch.device("cpu"), idx: Optional[np.ndarray] = None) -> dict:
     """Loss (mean per sentence), token accuracy, micro/macro F1 without O, entity P/R/F1,
     token-level micro F1 over entity types (``type_micro_f1``) and the count of BIO-invalid
     predicted tags (``invalid_transitions``).
 
-    Sentences are batched by length (little padding); decoding is per batch,
-    the masks flatten predictions to real tokens only.
+    Sentences are batched by length (little padding); each distinct written word's character
+    features are computed once for the whole call; decoding is per batch, the masks flatten
+    predictions to real tokens only.
     """
     idx = np.arange(len(enc)) if idx is None else np.asarray(idx)
     idx = idx[np.argsort(enc.lengths[idx], kind="stable")]
     was_training = model.training
     model.eval()
     with_chars = model.chars is not None
+    table = None
+    if with_chars and enc.spelling_ids is not None:
+        table, row = _char_feature_table(model, enc, idx, device)
     total_loss, golds, preds = 0.0, [], []
     for s in range(0, len(idx), batch_size):
-        batch = collate(enc, idx[s: s + batch_size], with_chars).to(device)
-        em = model.emissions(batch)
+        ids = idx[s: s + batch_size]
+        batch = collate(enc, ids, with_chars and table is None).to(device)
+        feats = None
+        if table is not None:
+            B, T = batch.mask.shape
+            rows = np.full((B, T), len(table) - 1, dtype=np.int64)
+            for b, i in enumerate(ids):
+                rows[b, : enc.lengths[i]] = row[enc.spelling_ids[i]]
+            feats = table[torch.from_numpy(rows).to(device)]  # shape: (B, T, 2C)
+        em = model.emissions(batch, char_features=feats)
         total_loss += float(model.loss(batch, emissions=em)) * batch.mask.shape[0]
         pred = model.decode(em, batch.mask)
         golds.append(batch.tags[batch.mask].cpu())
@@ -345,12 +440,7 @@ def evaluate(model: BiLSTMTagger, enc: Encoded, tag_names: Sequence[str], *, bat
     gold = torch.cat(golds).numpy()
     pred = torch.cat(preds).numpy()
     out = classification_metrics(gold, pred, labels=token_labels(tag_names))
-    names = np.asarray(tag_names, dtype=object)
-    cuts = np.cumsum(enc.lengths[idx])[:-1]
-    pred_sents = [list(s) for s in np.split(names[pred], cuts)]
-    out.update(_entity_scores([list(s) for s in np.split(names[gold], cuts)], pred_sents))
-    out["type_micro_f1"] = type_token_micro_f1(names[gold], names[pred])
-    out["invalid_transitions"] = invalid_bio_transitions(pred_sents)
+    out.update(_fast_scores(gold, pred, enc.lengths[idx], tag_names))
     out["loss"] = total_loss / len(idx)
     return out
 
