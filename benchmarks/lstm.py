@@ -1,9 +1,9 @@
 """Race normlab's BiLSTM (LayerNormLSTMCell, with and without layer norm) against nn.LSTM.
 
-Measured 2026-11-25 on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread, machine
-shared with other jobs), forward+backward: nn.LSTM (packed) 1170 ms, our
-BiLSTM(layer_norm=False) 0.73x that, BiLSTM(layer_norm=True) 1.44x. Details:
-benchmarks/README.md.
+Last measured 2026-11-30 on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread, machine
+shared with two training runs and other jobs, load average 5-8), forward+backward, three
+races: our BiLSTM(layer_norm=False) 0.45-0.57x nn.LSTM's time (packed), BiLSTM(layer_norm=True)
+0.73-1.02x (1.44x before issue 17's packed loop). Details: benchmarks/README.md.
 
     .venv/bin/python benchmarks/lstm.py [--runs 11] [--threads 1]
 
