@@ -1,6 +1,9 @@
 """Race the NER `crf` run's training step and evaluation against a plain PyTorch loop.
 
-Last measured: see benchmarks/README.md, section "The NER crf run".
+Last measured 2026-11-30 on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread, shared with
+two training runs and other jobs, load average 5-8): 20 updates 3.93 s against the plain
+loop's 6.76 s (0.58x; before issue 17 7.85 s, 1.08x); one evaluation (val + 2,000-sentence
+subsample) 3.78 s (before: 11.00 s). Details: benchmarks/README.md, "The NER crf run".
 
     .venv/bin/python benchmarks/ner.py --data ../shared/data/gmb/ner_dataset.csv.zip [--batches 20]
         [--repeats 5] [--threads 1] [--profile train|eval]
