@@ -1,12 +1,13 @@
 """Race the NER `crf` run's training step and evaluation against a plain PyTorch loop.
 
 Last measured 2026-11-30 on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread, shared with
-two training runs and other jobs, load average 5-8): 20 updates 3.93 s against the plain
-loop's 6.76 s (0.58x; before issue 17 7.85 s, 1.08x); one evaluation (val + 2,000-sentence
-subsample) 3.78 s (before: 11.00 s). Details: benchmarks/README.md, "The NER crf run".
+two training runs and other jobs, load average 5-6), one process, ``--old-src`` at commit
+6e9e390: 20 updates 2.93 s, before 4.59 s, the plain loop 4.75 s (0.62x and 0.97x plain);
+one evaluation (val + 2,000-sentence subsample) 3.27 s, before 7.78 s. Details:
+benchmarks/README.md, "The NER crf run".
 
     .venv/bin/python benchmarks/ner.py --data ../shared/data/gmb/ner_dataset.csv.zip [--batches 20]
-        [--repeats 5] [--threads 1] [--profile train|eval]
+        [--repeats 5] [--threads 1] [--profile train|eval] [--old-src OLD_CHECKOUT/src]
 
 The model of the study's `crf` variant (GloVe 6B 50d, character BiLSTM 25+25, word
 BiLSTM 100+100, CRF with BIO constraints) on the full GMB split, batch 128, the batches
@@ -18,6 +19,9 @@ of epoch 0 in order. Two races, contenders interleaved, medians of ``--repeats``
   words, ``pytorch-crf``'s ``CRF``), scaled to an epoch;
 * **evaluation**: ``normlab.train.ner.evaluate`` of the validation split and of the
   2,000-sentence training subsample, what each evaluation of a run costs.
+
+``--old-src`` adds the code of another checkout (imported as ``normlab_old``) to both races,
+the same weights: before against after in one process.
 
 ``--profile train|eval`` instead prints a ``torch.profiler`` table of ours (by total
 CPU time, top 25 ops) and a cProfile list of the Python functions (top 15).
@@ -73,6 +77,22 @@ class PlainTagger(nn.Module):
         return -self.crf(em, batch.tags, mask, reduction="sum")
 
 
+def load_old(src: str):
+    """Another checkout's ``src/normlab``, imported as the package ``normlab_old``."""
+    import importlib
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp())
+    shutil.copytree(Path(src) / "normlab", root / "normlab_old")
+    for f in (root / "normlab_old").rglob("*.py"):
+        f.write_text(f.read_text().replace("from normlab.", "from normlab_old.").replace("import normlab.", "import normlab_old."))
+    sys.path.insert(0, str(root))
+    return importlib.import_module("normlab_old.models.tagger"), importlib.import_module("normlab_old.train.ner")
+
+
 def setup(data: str):
     """The crf run's data, vocabularies, GloVe matrix and encoded splits, as ``fit`` builds them."""
     splits = load_splits([data], seed=0)
@@ -93,6 +113,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--profile", choices=["train", "eval"], default=None)
     p.add_argument("--skip", choices=["train", "eval"], default=None, help="leave one race out")
+    p.add_argument("--old-src", default=None, help="also race the code of this checkout's src (before/after)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -134,6 +155,20 @@ def main(argv=None) -> None:
         ner.evaluate(ours, enc["train"], tag_names, idx=sub)
         ner.evaluate(ours, enc["val"], tag_names)
 
+    trainers = {"normlab": train_ours}
+    evaluators = {"normlab": evaluate}
+    if args.old_src:
+        old_tagger, old_ner = load_old(args.old_src)
+        old = old_tagger.BiLSTMTagger(**{**settings, "pretrained": matrix})
+        old.load_state_dict(ours.state_dict())
+        trainers["before"] = train(old, lambda b: old.loss(b, reduction="sum"))
+        old_enc = {k: old_ner.Encoded(e.words, e.chars, e.tags, e.lengths) for k, e in enc.items()}
+
+        def evaluate_old():
+            old_ner.evaluate(old, old_enc["train"], tag_names, idx=sub)
+            old_ner.evaluate(old, old_enc["val"], tag_names)
+        evaluators["before"] = evaluate_old
+
     if args.profile:
         fn = train_ours if args.profile == "train" else evaluate
         fn()  # warm-up
@@ -151,16 +186,17 @@ def main(argv=None) -> None:
 
     print(f"{args.threads} thread(s), median of {args.repeats}, torch {torch.__version__}")
     if args.skip != "train":
-        t = race({"normlab": train_ours, "plain": train(plain, plain.loss)}, args.repeats, warmup=1)
+        t = race({**trainers, "plain": train(plain, plain.loss)}, args.repeats, warmup=1)
         scale = per_epoch / len(batches)
         print(f"training, {len(batches)} updates (x{scale:.2f} = one epoch of {per_epoch}):")
         for name, s in t.items():
             print(f"  {name:8s} {s:7.2f} s  epoch {s * scale:6.1f} s  {s / t['plain']:.2f}x plain")
     if args.skip != "eval":
-        t = race({"evaluate": evaluate}, args.repeats, warmup=1)
-        print(f"evaluation of val ({len(enc['val'])}) + train subsample (2000): {t['evaluate']:.2f} s")
+        t = race(evaluators, args.repeats, warmup=1)
         evals = math.ceil(per_epoch / 100)  # every 100 updates and the epoch's end
-        print(f"  {evals} per epoch at --eval-every 100: {evals * t['evaluate']:.1f} s")
+        print(f"evaluation of val ({len(enc['val'])}) + train subsample (2000), {evals} per epoch at --eval-every 100:")
+        for name, s in t.items():
+            print(f"  {name:8s} {s:7.2f} s  epoch {evals * s:6.1f} s  {s / t['normlab']:.2f}x normlab")
 
 
 if __name__ == "__main__":

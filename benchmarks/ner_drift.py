@@ -19,27 +19,12 @@ of computation; ``tests/test_ner_metrics_unchanged.py`` checks the metrics in a 
 from __future__ import annotations
 
 import argparse
-import importlib
-import shutil
-import sys
-import tempfile
-from pathlib import Path
 
 import torch
-from ner import setup  # benchmarks/ner.py
+from ner import load_old, setup  # benchmarks/ner.py
 
 from normlab.models.tagger import BiLSTMTagger
 from normlab.train import ner
-
-
-def load_old_tagger(src: str):
-    """``BiLSTMTagger`` of another checkout's ``src/normlab``, imported as package ``normlab_old``."""
-    root = Path(tempfile.mkdtemp())
-    shutil.copytree(Path(src) / "normlab", root / "normlab_old")
-    for f in (root / "normlab_old").rglob("*.py"):
-        f.write_text(f.read_text().replace("from normlab.", "from normlab_old.").replace("import normlab.", "import normlab_old."))
-    sys.path.insert(0, str(root))
-    return importlib.import_module("normlab_old.models.tagger").BiLSTMTagger
 
 
 def main(argv=None) -> None:
@@ -53,7 +38,7 @@ def main(argv=None) -> None:
     settings = {**ner.model_settings(cfg, vocabs, matrix.shape[1]), "pretrained": matrix}
     torch.manual_seed(0)
     new = BiLSTMTagger(**settings)
-    Old = load_old_tagger(args.old_src)
+    Old = load_old(args.old_src)[0].BiLSTMTagger
     models = {"new": (new, 1), "old": (Old(**settings), 1), "old2": (Old(**settings), 2)}
     for m, _ in models.values():
         m.load_state_dict(new.state_dict())
