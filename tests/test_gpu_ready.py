@@ -139,3 +139,40 @@ def test_a_cpu_run_records_that_it_used_no_cuda_graphs(tmp_path):
     s = fit(ResNetConfig(n=1, data=str(tmp_path / "img"), val_size=8, batch_size=8, epochs=1, compile="off",
                          out=str(tmp_path / "run"), device="cpu"), progress=False)
     assert s["cuda_graphs"] is False and s["compiled"] is False
+
+
+def test_the_taggers_crf_reads_nothing_back_to_the_host(monkeypatch):
+    """On a GPU each host read (.tolist(), .item(), nonzero(), bool()) stalls the queue: the
+    tagger's CRF skips the value checks of masks and tags it built itself; a CRF used on its own
+    keeps them."""
+    from normlab.models.crf import LinearChainCRF
+    from normlab.models.tagger import BiLSTMTagger
+
+    tags = ["O", "B-per", "I-per"]
+    tagger = BiLSTMTagger(num_words=20, num_tags=3, num_chars=0, word_dim=4, hidden=3, char_dim=2,
+                          char_hidden=2, dropout=0.0, layer_norm=False, crf=True, tag_names=tags)
+    em = torch.randn(2, 4, 3)
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    gold = torch.tensor([[0, 1, 2, 0], [1, 2, 0, 0]])
+
+    def no_host_read(*a, **k):
+        raise AssertionError("a host read")
+
+    import normlab.models.crf as crf_module
+
+    on_cpu = tagger.crf.nll(em, gold, mask)
+    tiny = torch.zeros(2, 4, 3)
+    tiny[:, 0, 1:] = -300.0  # I-per's allowed predecessors start 300 below O: its sum underflows, exact path
+    tiny_cpu = tagger.crf.log_partition(tiny, mask)
+    with monkeypatch.context() as m:
+        m.setattr(crf_module, "_host_reads_are_cheap", lambda t: False)  # as on a GPU
+        for name in ("tolist", "item", "nonzero", "__bool__"):
+            m.setattr(torch.Tensor, name, no_host_read)
+        as_on_gpu = tagger.crf.nll(em, gold, mask)
+        tagger.crf.decode(em, mask)
+        tiny_gpu = tagger.crf.log_partition(tiny, mask)
+    assert torch.allclose(on_cpu, as_on_gpu, atol=1e-5) and torch.allclose(tiny_cpu, tiny_gpu, atol=1e-4)
+    plain = LinearChainCRF(3)
+    assert plain.check_values is True
+    with pytest.raises(ValueError, match="left-aligned"):
+        plain.nll(em, gold, torch.tensor([[True, False, True, True], [True] * 4]))

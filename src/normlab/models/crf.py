@@ -31,6 +31,11 @@ from torch import nn
 IMPOSSIBLE = -1e4
 
 
+def _host_reads_are_cheap(t: torch.Tensor) -> bool:
+    """On the CPU reading a value back to Python costs nothing; on a GPU it waits for its queue."""
+    return t.device.type == "cpu"
+
+
 class LinearChainCRF(nn.Module):
     """Linear-chain CRF over ``num_tags`` tags (Lample et al. 2016, §2.2, eq. 1).
 
@@ -66,6 +71,10 @@ class LinearChainCRF(nn.Module):
         if not isinstance(num_tags, int) or num_tags < 1:
             raise ValueError(f"expected num_tags to be a positive int, got {num_tags!r}")
         self.num_tags = num_tags
+        # The checks of the mask's and tags' *values* (left-aligned, non-empty, tags in range) read
+        # them on the host: on a GPU a sync per call. A caller that builds them itself (the
+        # tagger's collate) turns them off; shapes and dtypes are checked either way.
+        self.check_values = True
         self.transitions = nn.Parameter(torch.zeros(num_tags, num_tags))
         self.start = nn.Parameter(torch.zeros(num_tags))
         self.end = nn.Parameter(torch.zeros(num_tags))
@@ -137,6 +146,8 @@ class LinearChainCRF(nn.Module):
             if mask.is_floating_point() or mask.is_complex():
                 raise ValueError(f"expected a bool (or 0/1 integer) mask, got {mask.dtype}")
             mask = mask.bool()
+        if not self.check_values:  # the caller built mask and tags (see ``check_values``)
+            return mask
         empty = (~mask[:, 0]).nonzero().flatten().tolist()
         if empty:
             raise ValueError(
@@ -233,7 +244,10 @@ class LinearChainCRF(nn.Module):
             alpha = alphas[-1]  # shape: (B, K)
             shift = alpha.detach().amax(dim=1, keepdim=True)  # shape: (B, 1)
             total = torch.exp(alpha - shift) @ exp_trans  # shape: (B, K)
-            if bool((total < floor).any()):  # rare: exact, slower step
+            if not _host_reads_are_cheap(total):  # a GPU: no host read per step; both paths, exact where needed
+                exact = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1)
+                nxt = torch.where(total < floor, exact, torch.log(total.clamp_min(floor)) + shift + col_max)
+            elif bool((total < floor).any()):  # rare: exact, slower step
                 nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1)
             else:
                 nxt = torch.log(total) + shift + col_max

@@ -218,6 +218,7 @@ class BiLSTMTagger(nn.Module):
         self.crf = None
         if crf:
             self.crf = _make_crf(num_tags, tag_names, crf_constraints)
+            self.crf.check_values = False  # collate() builds masks and tags: no host sync per batch
 
     def emissions(self, batch: TaggerBatch, char_features: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Tag scores P of Lample et al. eq. 1: (B, T, K), arbitrary at padding.

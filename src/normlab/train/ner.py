@@ -52,6 +52,10 @@ CURVES = "curves.png"
 Status = Literal["finished", "early_stopped", "diverged"]
 
 
+# On a GPU the training loss is checked for divergence every this many updates (a host sync each).
+CHECK_EVERY_GPU = 25
+
+
 @dataclass
 class NERConfig:
     """Every setting of one NER run (saved whole in config.json and each checkpoint)."""
@@ -775,9 +779,14 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                     batch.words = batch.words.masked_fill(drop, unk_id)
                 batch = batch.to(device)
                 loss = model.loss(batch, reduction=cfg.loss_reduction)
-                if not torch.isfinite(loss.detach()):
+                # Reading the loss on the host every update stalls a GPU's queue: there, every
+                # CHECK_EVERY_GPU updates (and before each evaluation) is enough to stop a diverged run.
+                check = (device.type == "cpu" or (st["step"] + 1) % CHECK_EVERY_GPU == 0
+                         or (cfg.eval_every and (st["step"] + 1) % cfg.eval_every == 0) or b + 1 == len(batches))
+                if check and not torch.isfinite(loss.detach()):
                     st["stopped"] = "diverged"
-                    st["message"] = (f"diverged: non-finite training loss ({loss.detach().item()}) at update {st['step'] + 1}, "
+                    st["message"] = (f"diverged: non-finite training loss ({loss.detach().item()}) "
+                                     f"{'at' if device.type == 'cpu' else 'by'} update {st['step'] + 1}, "
                                      f"epoch {epoch + 1}; " + (f"the best checkpoint (update {st['best_step']}) is kept"
                                                                if st["best_step"] is not None else
                                                                "no checkpoint was written, so the summary metrics are null"))
@@ -790,7 +799,8 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                 st["batch_in_epoch"] = b + 1
                 st["train_seconds"] += time.perf_counter() - t0
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.detach().item():.3f}")
+                if progress and check:  # .item() is a host sync: only for a bar someone sees
+                    bar.set_postfix(loss=f"{loss.detach().item():.3f}")
                 if on_update is not None:
                     on_update(st["step"])
                 if cfg.eval_every and st["step"] % cfg.eval_every == 0 and b + 1 < len(batches):
