@@ -12,7 +12,7 @@ All on small slices of the real data (CIFAR-10 JPEGs, GMB).
 
 from __future__ import annotations
 
-import io
+import errno
 import os
 import shutil
 import subprocess
@@ -132,6 +132,27 @@ def test_second_writer_is_refused_and_a_dead_writers_lock_is_not(kind, data, tmp
     assert [r[key] for r in records] == sorted({r[key] for r in records})  # one run's lines, in order
 
 
+def test_run_lock_refuses_a_second_holder_and_cleans_up(tmp_path, monkeypatch):
+    out = tmp_path / "a" / "run"
+    with rundir.RunLock(out):
+        assert (out / rundir.RUN_LOCK).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(ValueError, match=rf"^{out} is being written by another normlab process "
+                                             rf"\(pid {os.getpid()}\); wait for it to end, or choose another --out$"):
+            rundir.RunLock(out).__enter__()
+    assert list(tmp_path.iterdir()) == []  # nothing was written: the folders it made are gone
+    with rundir.RunLock(out):
+        rundir.atomic_write_json(out / "config.json", {})
+    assert [p.name for p in out.iterdir()] == ["config.json"]  # the lock file goes, the run's files stay
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
+    with pytest.warns(RuntimeWarning, match="this filesystem cannot lock files"):
+        with rundir.RunLock(out):
+            pass
+
+
 def test_a_run_is_not_written_into_a_study_folder(data, tmp_path, capsys):
     """Finding 13 (runs): a study's folder is refused as a run's --out, and left as it was."""
     from normlab.cli import main
@@ -185,7 +206,7 @@ def test_a_run_killed_at_any_write_point_ends_as_an_uninterrupted_one(kind, data
         assert code == -9 and passed[-1] == point, (k, point, code)
         code = continue_after_kill(ARGV[kind](data, out), out, log)
         got = without_times(rundir.read_jsonl(out / "metrics.jsonl")) if out.exists() else []
-        leftovers = sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name == rundir.RUN_LOCK)
+        leftovers = sorted(p.name for p in out.iterdir() if p.name.endswith((".tmp", ".lock")))
         if code != 0 or got != want or summary_without_times(out) != summary_without_times(ref) or leftovers:
             failures.append(f"killed at {k} ({point}): exit {code}, {key}s {[r[key] for r in got]}, "
                             f"left {leftovers}: {log.read_text()[-400:]}")

@@ -468,6 +468,15 @@ class RunLock:
                     os.close(fd)
                     raise ValueError(f"{self.out} is being written by another normlab process (pid {holder}); "
                                      f"wait for it to end, or choose another --out") from None
+                except OSError as e:
+                    if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                        os.close(fd)
+                        raise
+                    import warnings
+
+                    warnings.warn(f"warning: {self.out}: this filesystem cannot lock files ({e.strerror}); a second "
+                                  f"writer of the folder would not be refused", RuntimeWarning, stacklevel=2)
+                    break
                 try:  # the holder before us may have removed the file we opened: lock the current one
                     same = os.fstat(fd).st_ino == os.stat(path).st_ino
                 except FileNotFoundError:
