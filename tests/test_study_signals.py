@@ -179,24 +179,42 @@ def test_a_study_is_not_written_into_a_run_folder(cifar_slice, tmp_path, capsys)
     assert [p.name for p in run.iterdir()] == ["config.json"]
 
 
-@pytest.mark.integration
 def test_a_full_disk_in_a_study_names_the_file(cifar_slice, tmp_path):  # noqa: F811
-    """Finding 3 (studies): 'No space left on device', no file, exit 2 before."""
+    """Finding 3 (studies): 'normlab: error: No space left on device', no file named, exit 2 before.
+
+    The disk fills up right after study.json is written (a filler file, in the study's process),
+    so the study's own next write meets it."""
     disk = tmp_path / "disk"
     _tmpfs(disk, "300k")
     try:
-        out = disk / "study"
-        p = subprocess.run([sys.executable, "-m", "normlab", *study_argv(cifar_slice, out, "--epochs", "1",
-                                                                          "--no-estimate")],
-                           capture_output=True, text=True, cwd=ROOT, timeout=600)
-        assert p.returncode == 1, p.stdout + p.stderr
-        last = p.stderr.strip().splitlines()[-1]
-        assert last.startswith("normlab: error: ") and "no space left on device; free some space, then rerun the " \
-            f"same command to continue the study in {out}" in last, p.stderr
-        named = Path(last[len("normlab: error: "):].split(": no space")[0])
-        assert out in named.parents
-        assert "Traceback" not in p.stderr
-        log = (out / "logs/bn-seed0.log").read_text()
-        assert "no space left on device" in log and "Traceback" not in log
+        out, log = disk / "study", tmp_path / "log"
+
+        def patch():
+            from normlab.study import runner
+
+            real = runner.atomic_write_json
+
+            def then_fill_the_disk(path, obj):
+                real(path, obj)
+                fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+                try:
+                    while os.write(fd, bytes(1 << 16)):
+                        pass
+                except OSError:
+                    pass
+                os.close(fd)
+
+            runner.atomic_write_json = then_fill_the_disk
+
+        code, _ = killpoints.run(study_argv(cifar_slice, out, "--epochs", "1", "--no-estimate"), log=log,
+                                 patch=patch)
+        text = log.read_text()
+        assert code == 1, text
+        last = text.strip().splitlines()[-1]
+        assert last.startswith(f"normlab: error: {out / 'logs'}") and last.endswith(
+            ": no space left on device; free some space, then rerun the same command to continue the study "
+            f"in {out}"), text
+        assert "Traceback" not in text
+        assert not (out / "runs").exists()  # no run was started
     finally:
         subprocess.run(["umount", str(disk)], check=True)
