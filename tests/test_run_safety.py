@@ -29,18 +29,22 @@ ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("airplane", "cat", "ship")
 
 
-@pytest.fixture(scope="module")
-def cifar_slice(cifar_zip, tmp_path_factory) -> Path:
-    """An image folder of real CIFAR-10 JPEGs: 3 classes, 24 train and 8 test images each."""
-    root = tmp_path_factory.mktemp("cifar") / "slice"
+def slice_cifar(cifar_zip: Path, root: Path, train: int, test: int = 8) -> Path:
+    """An image folder of real CIFAR-10 JPEGs: 3 classes, ``train`` and ``test`` images each."""
     with zipfile.ZipFile(cifar_zip) as z:
-        for split, per_class in (("train", 24), ("test", 8)):
+        for split, per_class in (("train", train), ("test", test)):
             for c in CLASSES:
                 (root / split / c).mkdir(parents=True)
                 for i in range(per_class):
                     name = f"{i:04d}.jpg"
                     (root / split / c / name).write_bytes(z.read(f"cifar10-jpeg/{split}/{c}/{name}"))
     return root
+
+
+@pytest.fixture(scope="module")
+def cifar_slice(cifar_zip, tmp_path_factory) -> Path:
+    """3 classes of real CIFAR-10 JPEGs, 24 train and 8 test images each."""
+    return slice_cifar(cifar_zip, tmp_path_factory.mktemp("cifar") / "slice", 24)
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,20 @@ import pytest
 
 import killpoints
 from normlab.train import rundir
-from test_run_safety import _tmpfs, cifar_slice  # noqa: F401 - a fixture
+from test_run_safety import _tmpfs, slice_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def cifar_slice(cifar_zip, tmp_path_factory) -> Path:
+    """3 classes of real CIFAR-10 JPEGs, 52 train and 8 test images each: one batch of 128 a run's epoch."""
+    return slice_cifar(cifar_zip, tmp_path_factory.mktemp("cifar") / "slice", 52)
+
+
 def study_argv(data: Path, out: Path, *more: str) -> list[str]:
     return ["study", "resnet", "--data", str(data), "--out", str(out), "--variants", "bn", "--val-size", "24",
-            "--budget", "full", "--sanity-seeds", "1", "--run-arg=--compile=off", "--run-arg=--n=1",
-            "--run-arg=--batch-size=16", *more]
+            "--budget", "full", "--sanity-seeds", "1", "--run-arg=--compile=off", "--run-arg=--n=1", *more]
 
 
 def ignored_signals(pid: int) -> int:
@@ -49,7 +54,7 @@ def children(pid: int) -> list[int]:
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal dispositions from /proc (Linux)")
-def test_a_study_started_in_the_background_by_a_script_stops_its_runs_cleanly(cifar_slice, tmp_path):  # noqa: F811
+def test_a_study_started_in_the_background_by_a_script_stops_its_runs_cleanly(cifar_slice, tmp_path):
     """Finding 4: the runs inherited the ignored SIGINT and were SIGKILLed 30 s later."""
     out, log = tmp_path / "study", tmp_path / "study.log"
     cmd = " ".join([sys.executable, "-m", "normlab", *study_argv(cifar_slice, out, "--epochs", "200",
@@ -100,7 +105,7 @@ def _interrupt_with(sig: int):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_while_estimating_says_so(cifar_slice, tmp_path, sig):  # noqa: F811
+def test_interrupted_while_estimating_says_so(cifar_slice, tmp_path, sig):
     """Finding 12: exit 130/143 without a word, before."""
     out, log = tmp_path / "study", tmp_path / "log"
 
@@ -119,7 +124,7 @@ def test_interrupted_while_estimating_says_so(cifar_slice, tmp_path, sig):  # no
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_while_checking_inputs_says_so(cifar_slice, tmp_path, sig):  # noqa: F811
+def test_interrupted_while_checking_inputs_says_so(cifar_slice, tmp_path, sig):
     out, log = tmp_path / "study", tmp_path / "log"
 
     def patch():
@@ -136,7 +141,7 @@ def test_interrupted_while_checking_inputs_says_so(cifar_slice, tmp_path, sig): 
 
 
 @pytest.mark.integration
-def test_interrupted_while_writing_the_report_leaves_no_half_report(cifar_slice, tmp_path):  # noqa: F811
+def test_interrupted_while_writing_the_report_leaves_no_half_report(cifar_slice, tmp_path):
     """Finding 12: report.md written, report.html not, exit 143 without a word, before."""
     from normlab.cli import main
 
@@ -166,7 +171,7 @@ def test_interrupted_while_writing_the_report_leaves_no_half_report(cifar_slice,
     assert (out / "report.md").read_text() == old_md
 
 
-def test_a_study_is_not_written_into_a_run_folder(cifar_slice, tmp_path, capsys):  # noqa: F811
+def test_a_study_is_not_written_into_a_run_folder(cifar_slice, tmp_path, capsys):
     """Finding 13 (studies): a run's folder is refused as a study's --out, and left as it was."""
     from normlab.cli import main
 
@@ -179,7 +184,7 @@ def test_a_study_is_not_written_into_a_run_folder(cifar_slice, tmp_path, capsys)
     assert [p.name for p in run.iterdir()] == ["config.json"]
 
 
-def test_a_full_disk_in_a_study_names_the_file(cifar_slice, tmp_path):  # noqa: F811
+def test_a_full_disk_in_a_study_names_the_file(cifar_slice, tmp_path):
     """Finding 3 (studies): 'normlab: error: No space left on device', no file named, exit 2 before.
 
     The disk fills up right after study.json is written (a filler file, in the study's process),
