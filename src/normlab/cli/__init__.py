@@ -3,7 +3,8 @@
 Each command group lives in its own module and adds itself with
 ``register(subparsers)``; a command's handler returns an exit code.
 Bad input (a ValueError or a missing file raised by the library) is printed
-as one clear line and exits with status 2, like a bad flag. Exit codes (see
+as one clear line and exits with status 2, like a bad flag; a full disk is one
+line naming the file and saying how to go on, status 1. Exit codes (see
 docs/errors.md): 0 done, 1 a run or study ended without its result (a
 diverged NER run, a study with failed runs), 2 bad input, 130 interrupted.
 
@@ -15,6 +16,7 @@ and the metavars ``DIR``, ``FILE``, ``PATH``, ``N``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import math
 import sys
@@ -74,15 +76,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"normlab: warning: {text}", file=file or sys.stderr)
 
 
-def _interrupted_message(args: argparse.Namespace) -> str:
+def _how_to_go_on(args: argparse.Namespace) -> str:
+    """How to continue a training run that stopped half-way ('' for other commands)."""
     out = getattr(args, "out", None)
     if getattr(args, "group", None) in ("resnet", "ner") and getattr(args, "func", None) and out:
         from normlab.train.rundir import LAST
 
         if (Path(out) / LAST).exists():
-            return f"normlab: interrupted; rerun with --resume to continue from {Path(out) / LAST}"
-        return (f"normlab: interrupted before the first checkpoint; rerun the same command to start "
-                f"{out} afresh")
+            return f"rerun with --resume to continue from {Path(out) / LAST}"
+        return f"rerun the same command to start {out} afresh"
+    if getattr(args, "group", None) == "study" and out:
+        return f"rerun the same command to continue the study in {out}"
+    return ""
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    how = _how_to_go_on(args)
+    if how.startswith("rerun with --resume"):
+        return f"normlab: interrupted; {how}"
+    if how and getattr(args, "group", None) != "study":
+        return f"normlab: interrupted before the first checkpoint; {how}"
     return "normlab: interrupted"
 
 
@@ -117,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"normlab: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:  # a path that cannot be read or written (missing, a folder, no permission)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # not bad input: the run stopped, and can go on
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            how = _how_to_go_on(args)
+            print(f"normlab: error: {where}no space left on device; free some space"
+                  + (f", then {how}" if how else ""), file=sys.stderr)
+            return EXIT_FAILED
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"normlab: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -125,9 +125,9 @@ def _rel(p):
 
 def _run_study(args) -> int:
     from normlab.study.checks import check_study_inputs
-    from normlab.study.backends import ClusterSettings
+    from normlab.study.backends import ClusterSettings, Terminated
     from normlab.study.grids import StudySettings
-    from normlab.study.runner import run_study
+    from normlab.study.runner import run_study, sigterm_stops
 
     for key in ("data", "data_dir", "embeddings"):
         if getattr(args, key, None) is not None:
@@ -156,15 +156,21 @@ def _run_study(args) -> int:
         from normlab.study.ray_backend import _import_ray
 
         _import_ray()
-    check_study_inputs(settings, cluster.backend)  # once, before the first run: one line, not N failed runs
-    if cluster.backend == "ray":  # an address where nothing answers: one line now, not retries for ever
-        from normlab.study.ray_backend import check_address
+    with sigterm_stops():
+        try:
+            check_study_inputs(settings, cluster.backend)  # once, before the first run: one line, not N failed runs
+            if cluster.backend == "ray":  # an address where nothing answers: one line now, not retries for ever
+                from normlab.study.ray_backend import check_address
 
-        check_address(cluster.address)
-    try:
-        return run_study(settings, report=args.report, cluster=cluster, estimate=args.estimate)
-    except KeyboardInterrupt:  # the runner has stopped its runs and said how to resume
-        return 130
+                check_address(cluster.address)
+        except (KeyboardInterrupt, Terminated):
+            print("study: interrupted while checking the study's inputs; nothing was started; rerun the same "
+                  "command to start the study", flush=True)
+            return 130
+        try:
+            return run_study(settings, report=args.report, cluster=cluster, estimate=args.estimate)
+        except KeyboardInterrupt:  # the runner has stopped its runs and said what it stopped and how to go on
+            return 130
 
 
 def budget_run_args(budget, epochs) -> list[str]:

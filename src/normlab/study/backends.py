@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -233,3 +234,16 @@ def tail(path: Path, n: int = 15) -> str:
 
 class Terminated(Exception):
     """SIGTERM on the driver: stop the runs as Ctrl-C does."""
+
+
+def default_signals() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Give a run started by a study the default SIGINT and SIGTERM handling, whatever the study inherited.
+
+    Ignored signals and the signal mask survive ``exec``: a study started with ``&`` by a script
+    (a non-interactive shell starts background jobs with SIGINT ignored) would pass that on, and
+    its runs would not stop on the SIGINT the study sends them. With SIGINT at its default,
+    Python turns it into KeyboardInterrupt, and the run says how to resume.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

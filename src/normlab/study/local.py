@@ -15,9 +15,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_attempt, record_end,
-                                   shown_command, threads_per_run)
+from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, default_signals, record_attempt,
+                                    record_end, shown_command, threads_per_run)
 from normlab.study.grids import StudySettings, run_command
+from normlab.train.rundir import writing
+
+# After the SIGINT of a stop, how long a run gets to write its checkpoint and exit, then after
+# a SIGTERM; only a run still alive after both is killed (SIGKILL).
+STOP_SECONDS = (30.0, 10.0)
 
 
 def _gpu_list(device: str) -> list[str]:
@@ -70,13 +75,14 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
                 argv = run_command(settings, t.variant, t.seed, t.resume)
-                logf = open(out / "logs" / f"{t.name}.log", "a")
-                logf.write(f"\n$ {shown_command(argv)}\n")
-                logf.flush()
+                with writing(out / "logs" / f"{t.name}.log"):
+                    logf = open(out / "logs" / f"{t.name}.log", "a")
+                    logf.write(f"\n$ {shown_command(argv)}\n")
+                    logf.flush()
                 where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} CPU thread(s)"
                 log(f"study: {'resuming' if t.resume else 'starting'} {t.name} on {where}")
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                        pass_fds=(lock_fd,))
+                                        pass_fds=(lock_fd,), preexec_fn=default_signals)
                 running[slot] = (t, proc, time.time(), logf)
                 progress.running += 1
             time.sleep(0.2)
@@ -90,21 +96,45 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                 if not record_end(out, t, rc, time.time() - start, progress, log):
                     failed.append(t.name)
     except (KeyboardInterrupt, Terminated):
-        log("study: interrupted; stopping the runs (rerun the same command to resume them)")
+        names = ", ".join(t.name for t, *_ in running.values()) or "none"
+        log(f"study: interrupted; stopping the running run(s): {names}")
+        _stop(running, log)
         for t, proc, start, logf in running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        deadline = time.time() + 30
-        for t, proc, start, logf in running.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            logf.close()
             record_attempt(out, t, proc.returncode, time.time() - start, error="interrupted")
+        log(f"study: stopped {names} (each keeps its last checkpoint); {len(pending)} run(s) not started; "
+            f"rerun the same command to resume the study")
         raise KeyboardInterrupt
+    except BaseException:  # e.g. a full disk in the study folder: no run is left behind, running alone
+        _stop(running, log)
+        raise
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     return failed
+
+
+def _stop(running: dict, log: Log) -> None:
+    """Stop the runs: SIGINT (a run checkpoints nothing more and exits 130), then SIGTERM for a run
+    that has not ended within ``STOP_SECONDS[0]``; SIGKILL only for one alive after both."""
+    procs = [(t, proc, logf) for t, proc, start, logf in running.values()]
+    for sig, seconds in zip((signal.SIGINT, signal.SIGTERM), STOP_SECONDS):
+        alive = [(t, p) for t, p, _ in procs if p.poll() is None]
+        if not alive:
+            break
+        if sig == signal.SIGTERM:
+            log(f"study: {', '.join(t.name for t, _ in alive)} still running {STOP_SECONDS[0]:.0f} s after "
+                f"SIGINT; sending SIGTERM")
+        for _, p in alive:
+            p.send_signal(sig)
+        deadline = time.time() + seconds
+        for _, p in alive:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+    for t, p, logf in procs:
+        if p.poll() is None:
+            log(f"study: {t.name} did not stop; killing it (its last checkpoint is kept)")
+            p.kill()
+            p.wait()
+        logf.close()

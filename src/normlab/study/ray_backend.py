@@ -126,7 +126,7 @@ class _Board:
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Let SIGINT stop the run again, and (Linux) kill it when the Ray worker that started it dies.
+    """Let SIGINT and SIGTERM stop the run again, and (Linux) kill it when the Ray worker that started it dies.
 
     A Ray worker's task thread blocks signals, and may ignore SIGINT; both
     survive exec, and the run would not stop on the SIGINT of a cancelled task.
@@ -134,6 +134,7 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     libc = ctypes.CDLL(None, use_errno=True)
     libc.signal(ctypes.c_int(signal.SIGINT), ctypes.c_void_p(0))  # 0 = SIG_DFL
+    libc.signal(ctypes.c_int(signal.SIGTERM), ctypes.c_void_p(0))
     if sys.platform.startswith("linux"):
         libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 

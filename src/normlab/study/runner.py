@@ -29,16 +29,18 @@ instead, and dies with the Ray worker that started it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from normlab.study.backends import EVENTS, ClusterSettings, Task, run_state, threads_per_run
+from normlab.study.backends import EVENTS, ClusterSettings, Task, Terminated, run_state, threads_per_run
 from normlab.study.grids import StudySettings, run_dir, select_variants, variants_for
-from normlab.train.rundir import atomic_write_json, read_json
+from normlab.train.rundir import CONFIG, LAST, METRICS, RUN_LOCK, SUMMARY, atomic_write_json, read_json
 
 __all__ = ["EVENTS", "LOCK", "STUDY", "ClusterSettings", "Task", "plan", "run_state", "run_study"]
 
@@ -129,6 +131,7 @@ def run_study(settings: StudySettings, *, report: bool = True,
     cluster = cluster or ClusterSettings()
     cluster.validate()
     out = Path(settings.out)
+    _check_not_a_run(out)
     out.mkdir(parents=True, exist_ok=True)
     lock_fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -138,9 +141,48 @@ def run_study(settings: StudySettings, *, report: bool = True,
         raise ValueError(f"{out}: another study (or a run it started) is still running there; "
                          f"wait for it or stop it first") from None
     try:
-        return _run_locked(settings, cluster, out, lock_fd, report, log, estimate)
+        with sigterm_stops():  # in every phase (the backends stop their runs)
+            return _run_locked(settings, cluster, out, lock_fd, report, log, estimate)
     finally:
         os.close(lock_fd)
+
+
+@contextlib.contextmanager
+def sigterm_stops():
+    """SIGTERM stops a study as Ctrl-C does: it raises ``Terminated``, which leaves as KeyboardInterrupt."""
+    def on_term(signum, frame):
+        raise Terminated()
+
+    try:
+        old_term = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        old_term = None
+    try:
+        yield
+    except Terminated:
+        raise KeyboardInterrupt from None
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _check_not_a_run(out: Path) -> None:
+    """Refuse to write a study into a single run's folder (a study keeps its runs in ``runs/``)."""
+    marks = [n for n in (CONFIG, LAST, METRICS, SUMMARY, RUN_LOCK) if (out / n).exists()]
+    if marks and not (out / STUDY).exists():
+        raise ValueError(f"--out {out}: expected a study folder, got a run's folder (it holds {marks[0]}); "
+                         f"choose another --out")
+
+
+@contextlib.contextmanager
+def _interruptible(phase: str, then: str, log: Callable[[str], None], cleanup: Callable[[], None] = lambda: None):
+    """Ctrl-C or SIGTERM in this phase: clean up, say what was interrupted and how to go on, re-raise."""
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated):
+        cleanup()
+        log(f"study: interrupted while {phase}; {then}")
+        raise KeyboardInterrupt from None
 
 
 def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> int:
@@ -189,7 +231,9 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
 
             if not torch.cuda.is_available():  # a driver without the cluster's GPUs times on its CPU
                 timed = dataclasses.replace(settings, device="cpu")
-        est = estimate_study(timed, tasks, threads=threads)
+        with _interruptible("timing training steps for the estimate", "no run was started; rerun the same "
+                            "command to start the study (--no-estimate skips the estimate)", log):
+            est = estimate_study(timed, tasks, threads=threads)
         where = (f"on this machine ({est.device})" if cluster.backend == "local"
                  else f"if the cluster runs them as fast as this machine ({est.device})")
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -203,7 +247,16 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
     if report:
         from normlab.study.report import write_report
 
-        paths = write_report(out)
+        def no_half_report() -> None:  # report.md may be new and report.html old: keep neither
+            for name in ("report.md", "report.html"):
+                (out / name).unlink(missing_ok=True)
+
+        done = f"{len(tasks) - len(failed)} of {len(tasks)} run(s) of this call finished" if tasks else \
+            "every run had finished"
+        with _interruptible("writing the report", f"{done}; the report was not written (report.md and "
+                            f"report.html removed, to leave no half-written report); write it with "
+                            f"`normlab report {out}` or by rerunning the same command", log, no_half_report):
+            paths = write_report(out)
         log(f"study: report written to {paths[0]} and {paths[1]}")
     if failed:
         log(f"study: {len(failed)} run(s) failed: {', '.join(failed)}; see {out / 'logs'}; "

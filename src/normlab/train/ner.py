@@ -640,10 +640,19 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
     interrupt a run; an exception raised there propagates, leaving last.pt).
     """
     cfg._validate()
-    from tqdm import tqdm
-
     device = rundir.select_device(cfg.device)
     out = Path(cfg.out)
+    rundir.check_out_dir(out)
+    rundir.check_not_a_study(out)
+    with rundir.RunLock(out):  # one writer per run folder
+        return _fit(cfg, out, device, progress, on_update)
+
+
+def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
+         on_update: Optional[Callable[[int], None]]) -> dict:
+    """``fit``'s body, run with the run folder locked."""
+    from tqdm import tqdm
+
     config_dict = asdict(cfg)
     resuming = rundir.prepare_run_dir(out, config_dict, cfg.resume)
     if resuming:
@@ -656,8 +665,9 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
         if log_file is None:
             out.mkdir(parents=True, exist_ok=True)
             log_file = open(out / LOG, "a")
-        log_file.write(msg + "\n")
-        log_file.flush()
+        with rundir.writing(out / LOG):
+            log_file.write(msg + "\n")
+            log_file.flush()
 
     try:
         rundir.seed_everything(cfg.seed)
@@ -718,7 +728,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
             rundir.atomic_write_json(out / VOCAB, {
                 "kind": "ner", "words": vocabs["words"].to_json(), "chars": vocabs["chars"].to_json(),
                 "tags": vocabs["tags"].to_json(), "model": settings})
-            rundir.rewrite_jsonl(out / rundir.METRICS, [])
+            rundir.start_afresh(out)  # what a run that died before its first checkpoint left
 
         # Training state (everything last.pt holds besides weights and RNG).
         st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_score": -1.0, "best_step": None,
@@ -730,23 +740,26 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
             opt.load_state_dict(ck["optimizer"])
             st.update(ck["state"])
             rundir.restore_rng_state(ck["rng"])
-            kept = [r for r in rundir.read_jsonl(out / rundir.METRICS) if r["step"] <= st["step"]]
-            rundir.rewrite_jsonl(out / rundir.METRICS, kept)
+            _, lost = rundir.recover(out, ck, "step", st["best_step"] == st["step"])
             log(f"resumed from {out / rundir.LAST} at update {st['step']} (epoch {st['epoch']}, "
-                f"batch {st['batch_in_epoch']})")
+                f"batch {st['batch_in_epoch']})"
+                + (f"; its metrics line, lost by the interruption, recovered from {rundir.LAST}" if lost else ""))
         else:
             log(f"{_describe(cfg)}: train {len(train_s)}, val {len(splits['val'])}, test {len(splits['test'])} "
                 f"sentences; {sum(p.numel() for p in model.parameters()):,} parameters; device {device}")
         log(_header())
 
-        def checkpoint(path: Path) -> None:
-            rundir.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": dict(st),
-                                      "config": config_dict, "rng": rundir.rng_state_for_checkpoint()}, path)
+        def commit(rec: dict, improved: bool) -> None:
+            """last.pt (with the metrics line), best.pt when improved, the line: see rundir.commit."""
+            rundir.commit(out, {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": dict(st),
+                                "config": config_dict, "rng": rundir.rng_state_for_checkpoint()}, rec, improved)
+            log(_row(rec))
 
         start = time.perf_counter() - st["seconds"]
         updates_per_epoch = math.ceil(len(train_s) / cfg.batch_size)
 
-        def evaluate_and_record(lr: float) -> None:
+        def evaluate_and_record(lr: float) -> tuple[dict, bool]:
+            """The metrics line of an evaluation now, and whether it is the best so far (st updated)."""
             tr = evaluate(model, enc["train"], tag_names, batch_size=cfg.eval_batch_size, device=device, idx=train_sub)
             va = evaluate(model, enc["val"], tag_names, batch_size=cfg.eval_batch_size, device=device)
             st["seconds"] = time.perf_counter() - start
@@ -755,12 +768,11 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                    **{f"train_{k}": tr[k] for k in METRIC_KEYS}, **{f"val_{k}": va[k] for k in METRIC_KEYS},
                    "val_entity_precision": va["entity_precision"], "val_entity_recall": va["entity_recall"],
                    "val_entity_f1": va["entity_f1"], "val_type_micro_f1": va["type_micro_f1"]}
-            rundir.append_jsonl(out / rundir.METRICS, rec)
-            log(_row(rec))
-            if va["entity_f1"] > st["best_score"]:
+            improved = va["entity_f1"] > st["best_score"]
+            if improved:
                 st.update(best_score=va["entity_f1"], best_step=st["step"], best_epoch=rec["epoch"],
                           improved_this_epoch=True)
-                checkpoint(out / rundir.BEST)
+            return rec, improved
 
         while st["stopped"] is None and st["epoch"] < cfg.epochs:
             epoch = st["epoch"]
@@ -804,14 +816,14 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                 if on_update is not None:
                     on_update(st["step"])
                 if cfg.eval_every and st["step"] % cfg.eval_every == 0 and b + 1 < len(batches):
-                    evaluate_and_record(lr)
+                    rec, improved = evaluate_and_record(lr)
                     model.train()
-                    checkpoint(out / rundir.LAST)
+                    commit(rec, improved)
             bar.close()
             if st["stopped"] is not None:
                 log(st["message"])
                 break
-            evaluate_and_record(lr)  # the epoch's end
+            rec, improved = evaluate_and_record(lr)  # the epoch's end
             st.update(epoch=epoch + 1, batch_in_epoch=0)
             st["bad_epochs"] = 0 if st["improved_this_epoch"] else st["bad_epochs"] + 1
             st["improved_this_epoch"] = False
@@ -819,8 +831,9 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
                 st["stopped"] = "early_stopped"
                 st["message"] = (f"early stopped after epoch {st['epoch']}: no better validation entity F1 for "
                                  f"{st['bad_epochs']} epochs (best {st['best_score']:.4f} at update {st['best_step']})")
+            commit(rec, improved)
+            if st["stopped"] == "early_stopped":
                 log(st["message"])
-            checkpoint(out / rundir.LAST)
 
         status = st["stopped"] or "finished"
         if status == "finished":

@@ -283,7 +283,7 @@ class _Log:
     def __call__(self, line: str, err: bool = False, echo: bool = True) -> None:
         if self.echo and echo:
             print(line, file=sys.stderr if err else sys.stdout, flush=True)
-        with open(self.path, "a") as f:
+        with rundir.writing(self.path), open(self.path, "a") as f:
             f.write(line + "\n")
 
 
@@ -419,10 +419,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     ``progress`` shows a tqdm bar per epoch when stderr is a terminal; the
     per-epoch table is printed either way.
     """
-    from tqdm import tqdm
-
-    from normlab.data.images import channel_stats, iterate_batches, load_images, train_val_split
-    from normlab.norms import DEFAULT_GN_GROUPS, clip_gates_
+    from normlab.norms import DEFAULT_GN_GROUPS
 
     if not isinstance(cfg, ResNetConfig):
         raise ValueError(f"expected a ResNetConfig, got {type(cfg).__name__}")
@@ -431,6 +428,19 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         cfg = dataclasses.replace(cfg, gn_groups=DEFAULT_GN_GROUPS)
     out = Path(cfg.out)
     device = rundir.select_device(cfg.device)
+    rundir.check_out_dir(out)
+    rundir.check_not_a_study(out)
+    with rundir.RunLock(out):  # one writer per run folder
+        return _fit(cfg, out, device, progress)
+
+
+def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> dict:
+    """``fit``'s body, run with the run folder locked."""
+    from tqdm import tqdm
+
+    from normlab.data.images import channel_stats, iterate_batches, load_images, train_val_split
+    from normlab.norms import clip_gates_
+
     resuming = rundir.prepare_run_dir(out, rundir.to_jsonable(cfg), cfg.resume)
     if resuming:
         rundir.check_same_data(out, [cfg.data])
@@ -485,9 +495,9 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
                 "repeat the uninterrupted one exactly", err=True)
         rundir.restore_rng_state(ckpt["rng"])
         state = {k: ckpt[k] for k in state}
-        records = [r for r in rundir.read_jsonl(out / rundir.METRICS) if r["epoch"] <= state["epoch"]]
-        rundir.rewrite_jsonl(out / rundir.METRICS, records)
-        log(f"resumed from {out / rundir.LAST} after epoch {state['epoch']}")
+        records, lost = rundir.recover(out, ckpt, "epoch", state["best_epoch"] == state["epoch"])
+        log(f"resumed from {out / rundir.LAST} after epoch {state['epoch']}"
+            + (f" (its metrics line, lost by the interruption, recovered from {rundir.LAST})" if lost else ""))
     else:
         rundir.atomic_write_json(out / rundir.CONFIG, {
             "kind": "resnet", "config": cfg, "env": rundir.environment_info(device), "data": data_info,
@@ -495,8 +505,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
                         "parameters": sum(p.numel() for p in model.parameters())},
         })
         records = []
-        if (out / rundir.METRICS).exists():  # left by a run that died before its first checkpoint
-            rundir.rewrite_jsonl(out / rundir.METRICS, [])
+        rundir.start_afresh(out)  # what a run that died before its first checkpoint left
         log(f"normlab resnet: ResNet-{6 * cfg.n + 2} norm={cfg.norm} on {ds.source} "
             f"({len(tr_y)} train / {len(va_y)} val images), device {device}, out {out}")
 
@@ -579,11 +588,7 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
             state["best_val_accuracy"], state["best_epoch"], state["bad_epochs"] = val["accuracy"], epoch, 0
         else:
             state["bad_epochs"] += 1
-        ckpt = _checkpoint(cfg, model, optimizer, scheduler, gen, state)
-        if improved:
-            rundir.atomic_torch_save(ckpt, out / rundir.BEST)
-        rundir.atomic_torch_save(ckpt, out / rundir.LAST)
-        rundir.append_jsonl(out / rundir.METRICS, record)
+        rundir.commit(out, _checkpoint(cfg, model, optimizer, scheduler, gen, state), record, best=improved)
         log(_row(record))
         _plots(out, records, cfg)
         if cfg.patience > 0 and state["bad_epochs"] >= cfg.patience and epoch < cfg.epochs:

@@ -8,15 +8,24 @@ Layout shared by every run of normlab (ResNet and NER alike)::
     <out>/last.pt         checkpoint to resume from
     <out>/summary.json    final metrics of the best checkpoint (written last:
                           its presence means the run finished)
+    <out>/.run.lock       held while a process writes the folder (``RunLock``)
 
 Every file is written atomically (temp file in the same folder, then
 ``os.replace``), so an interrupted run never leaves a half-written file.
+An evaluation is committed by ``commit``: ``last.pt`` first, holding the
+evaluation's metrics line, then ``best.pt`` and the line in
+``metrics.jsonl``; a run killed between these writes gets the others back
+from ``last.pt`` on ``--resume`` (``recover``). A write that finds the disk
+full raises ``DiskFullError`` naming the file.
 Checkpoints are read with ``torch.load(..., weights_only=True)``: loading
 never runs code from the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -25,7 +34,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -35,18 +44,54 @@ METRICS = "metrics.jsonl"
 BEST = "best.pt"
 LAST = "last.pt"
 SUMMARY = "summary.json"
+RUN_LOCK = ".run.lock"
+STUDY_FILE = "study.json"  # the mark of a study folder (normlab.study.runner.STUDY)
+
+
+class DiskFullError(OSError):
+    """A write found the disk (or the quota) full; ``filename`` is the file being written."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+
+
+def _is_disk_full(e: BaseException | None) -> bool:
+    """Whether ``e`` or an exception it was raised from is ENOSPC/EDQUOT (torch.save wraps the
+    OSError of its file object in a RuntimeError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextlib.contextmanager
+def writing(path: Path | str):
+    """Turn a full disk met while writing ``path`` into a ``DiskFullError`` naming it."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if _is_disk_full(e):
+            raise DiskFullError(path) from None
+        raise
 
 
 def atomic_write_with(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        with writing(path):
+            with os.fdopen(fd, mode) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -178,11 +223,13 @@ def read_json(path: Path) -> Any:
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one record as a line and fsync, so a crash loses at most that line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(to_jsonable(record)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    line = json.dumps(to_jsonable(record)) + "\n"
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -368,8 +415,174 @@ def check_out_dir(out: Path, option: str = "--out") -> None:
 
 
 def has_checkpoint(out: Path) -> bool:
-    """Whether a run directory holds something worth protecting: a checkpoint or a summary."""
-    return any((Path(out) / n).exists() for n in (LAST, BEST, SUMMARY))
+    """Whether a run directory holds something worth protecting: ``last.pt`` or a summary.
+
+    A ``best.pt`` alone is not: ``best.pt`` is written after ``last.pt``, so
+    it is alone only in a folder left by an older normlab killed between the
+    two writes of its first checkpoint, which holds nothing to resume from.
+    """
+    return any((Path(out) / n).exists() for n in (LAST, SUMMARY))
+
+
+def check_not_a_study(out: Path, option: str = "--out") -> None:
+    """Refuse to write a run into a study's folder (its runs live in ``<study>/runs/``)."""
+    out = Path(out)
+    if (out / STUDY_FILE).exists() or (out / ".study.lock").exists():
+        raise ValueError(f"{option} {out}: expected a run folder, got a study's folder (it holds "
+                         f"{STUDY_FILE}); choose another --out")
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while one process writes it.
+
+    ``flock`` on ``<out>/.run.lock``: the kernel drops it when its holder dies,
+    however it dies, so the lock file a killed run leaves behind does not
+    block the next one (a dead writer is recognised). A second writer is
+    refused with one line naming the holder's pid. The folder is created here
+    when it is new, and removed again on release if the run wrote nothing
+    into it (bad input found later leaves no folder behind).
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.fd: Optional[int] = None
+        self.made: list[Path] = []
+
+    def __enter__(self) -> "RunLock":
+        missing, p = [], self.out
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        with writing(self.out / RUN_LOCK):
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.made = missing  # deepest first
+        path = self.out / RUN_LOCK
+        try:
+            while True:
+                with writing(path):
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise ValueError(f"{self.out} is being written by another normlab process (pid {holder}); "
+                                     f"wait for it to end, or choose another --out") from None
+                except OSError as e:
+                    if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                        os.close(fd)
+                        raise
+                    import warnings
+
+                    warnings.warn(f"warning: {self.out}: this filesystem cannot lock files ({e.strerror}); a second "
+                                  f"writer of the folder would not be refused", RuntimeWarning, stacklevel=2)
+                    break
+                try:  # the holder before us may have removed the file we opened: lock the current one
+                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
+            with writing(path):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            self.fd = fd
+        except BaseException:
+            self._remove_if_unused()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.out / RUN_LOCK)  # while still held: no one can lock the old file after us
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+        self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """Remove the folders this lock made (deepest first) if nothing but the lock was written there."""
+        for d in self.made:
+            if d == self.out and self.fd is None:
+                try:
+                    if [p.name for p in d.iterdir()] == [RUN_LOCK]:
+                        (d / RUN_LOCK).unlink()
+                except OSError:
+                    pass
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+def remove_stray_temps(out: Path) -> None:
+    """Delete the temp files of writes a killed process never finished (call with the lock held)."""
+    for p in Path(out).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+
+
+def start_afresh(out: Path) -> None:
+    """Clear what an earlier attempt that never reached its first ``last.pt`` left behind."""
+    out = Path(out)
+    remove_stray_temps(out)
+    (out / BEST).unlink(missing_ok=True)
+    if (out / METRICS).exists():
+        rewrite_jsonl(out / METRICS, [])
+
+
+def commit(out: Path, ckpt: dict, record: dict, best: bool) -> None:
+    """Commit one evaluation: ``last.pt`` (holding ``record``), then ``best.pt`` when it is the best,
+    then ``record`` as a line of ``metrics.jsonl``. ``last.pt`` is the commit point: a run
+    killed after it gets the other two back from it with ``recover`` on resume."""
+    out = Path(out)
+    ckpt = {**ckpt, "metrics_line": to_jsonable(record)}
+    atomic_torch_save(ckpt, out / LAST)
+    if best:
+        atomic_torch_save(ckpt, out / BEST)
+    append_jsonl(out / METRICS, record)
+
+
+def recover(out: Path, ckpt: dict, key: str, is_best: bool) -> tuple[list[dict], Optional[dict]]:
+    """On resume from ``ckpt`` (``last.pt``): make ``metrics.jsonl`` and ``best.pt`` what they were
+    when it was committed. Returns the metrics records and the line recovered (None if none was lost).
+
+    ``key``: the metrics field that orders the lines (``epoch``, ``step``); lines past
+    ``last.pt``'s (an evaluation whose checkpoint was never written) are dropped; its own line
+    is appended if a kill lost it. ``is_best``: ``last.pt`` is the best checkpoint, so
+    ``best.pt`` must hold the same position (rewritten from ``last.pt`` if a kill lost it).
+    Checkpoints written before ``commit`` existed hold no line: their metrics are only cut.
+    """
+    out = Path(out)
+    remove_stray_temps(out)
+    line = ckpt.get("metrics_line")
+    records = read_jsonl(out / METRICS)
+    if line is not None:
+        records = [r for r in records if r[key] < line[key]]
+        lost = None if any(r for r in read_jsonl(out / METRICS) if r[key] == line[key]) else line
+        records.append(line)
+    else:
+        lost = None
+        position = ckpt.get("epoch") if key == "epoch" else (ckpt.get("state") or {}).get(key)
+        records = [r for r in records if position is None or r[key] <= position]
+    rewrite_jsonl(out / METRICS, records)
+    if is_best and line is not None:
+        best = out / BEST
+        same = False
+        if best.exists():
+            try:
+                same = load_checkpoint(best).get("metrics_line") == line
+            except ValueError:
+                same = False
+        if not same:
+            atomic_torch_save(ckpt, best)
+    return records, lost
 
 
 def prepare_run_dir(out: Path, config: dict, resume: bool,
