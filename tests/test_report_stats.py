@@ -368,3 +368,10 @@ def test_resnet_equal_training_note_for_equal_and_unequal_stops(tmp_path):
     bn.write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert equal_training_note(load_study(tmp_path), ["bn", "ln"]).startswith(
         "Equal training: the runs stopped at different points")
+
+
+def test_matched_with_no_runs_to_compare_is_none_not_a_crash():
+    """A study whose only run failed reached the comparison with nothing in it (min() of nothing)."""
+    from normlab.study.answers_training import matched
+
+    assert matched(None, [], "val_entity_f1") is None

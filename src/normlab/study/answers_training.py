@@ -120,7 +120,10 @@ def matched(study: StudyData, names: list[str], select_key: str, other_key: Opti
     points = {n: [last_point(r, x) for r in rs] for n, rs in runs.items()}
     if any(p is None for ps in points.values() for p in ps):
         return None
-    limit = min(p for ps in points.values() for p in ps)
+    reached = [p for ps in points.values() for p in ps]
+    if not reached:  # no variant named, or none with a run: nothing to compare
+        return None
+    limit = min(reached)
     m = Matched(x, limit, equal=True, same_stop=len({p for ps in points.values() for p in ps}) == 1)
     for n, rs in runs.items():
         m.stops[n] = [stop_text(r, x) for r in rs]
