@@ -194,18 +194,21 @@ class _Repairs:
                           f"repaired {self.count} such tag(s) to B-x (IOB2)", IOBRepairWarning, stacklevel=3)
 
 
-def _parse_columns(data: bytes, name: str) -> list[Sentence]:
-    """The four-column format ``token POS word NER``, blank line between sentences."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+def _decode_utf8(data: bytes, name: str, why: str = "") -> str:
+    """``data`` as UTF-8, or an error naming the file, the line and the bytes."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise ValueError(
-            f"{name}, line {line}: expected UTF-8 text, got undecodable byte(s) "
+            f"{name}, line {line}: expected UTF-8 text{why}, got undecodable byte(s) "
             f"{data[e.start:e.end]!r} ({e.reason})"
         ) from None
+
+
+def _parse_columns(data: bytes, name: str) -> list[Sentence]:
+    """The four-column format ``token POS word NER``, blank line between sentences."""
+    text = _decode_utf8(data[3:] if data.startswith(b"\xef\xbb\xbf") else data, name)
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -244,15 +247,7 @@ def _parse_columns(data: bytes, name: str) -> list[Sentence]:
 def _parse_csv(data: bytes, name: str) -> list[Sentence]:
     """The CSV form ``Sentence #,Word,POS,Tag`` (latin-1, or UTF-8 when it opens with a byte-order mark)."""
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM: the file says it is UTF-8 (e.g. saved by Excel)
-        data = data[3:]
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data.count(b"\n", 0, e.start) + 1
-            raise ValueError(
-                f"{name}, line {line}: expected UTF-8 text (the file opens with a UTF-8 byte-order mark), "
-                f"got undecodable byte(s) {data[e.start:e.end]!r} ({e.reason})"
-            ) from None
+        text = _decode_utf8(data[3:], name, " (the file opens with a UTF-8 byte-order mark)")
     else:
         text = data.decode("latin-1")  # never fails: every byte is a latin-1 character
     reader = csv.reader(io.StringIO(text, newline=""))
