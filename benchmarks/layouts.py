@@ -1,5 +1,9 @@
 """Every norm's ResNet training step against torch_bn's, in one memory layout and compile mode.
 
+Last measured 2026-11-30 (2-core AMD EPYC VM, torch 2.13.0+cpu, 1 thread, shared with two
+training runs; `--threads 1 --repeats 5 --inner 2`): compiled NHWC, every norm 0.99-1.01x
+`torch_bn` (265 ms/step), `nn` 0.80x. Details: benchmarks/README.md.
+
 The trainer's default on CPU compiles the model and uses NHWC (channels_last); this script
 races a training step (forward, cross-entropy, backward, SGD step) of ResNet-14 with each
 norm, in one process with samples interleaved, and prints each one's time as a ratio to

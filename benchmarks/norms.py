@@ -1,7 +1,9 @@
 """Race normlab's from-scratch normalization layers against PyTorch's built-in ones.
 
-Measured result and hardware: see "Normalization layers and the ResNet training step" in
-benchmarks/README.md (2-core CPU, torch 2.13.0). Run from the repository root:
+Last measured 2026-11-25 on the 2-core AMD EPYC VM (torch 2.13.0+cpu, 2 threads, shared with
+~6 other jobs): see "Normalization layers and the ResNet training step" in benchmarks/README.md
+for each layer's ratio; in the trainer's default mode (compiled NHWC) `benchmarks/layouts.py`
+is the race that decides. Run from the repository root:
 
     .venv/bin/python benchmarks/norms.py                 # layers + ResNet n=2 step, eager and compiled
     .venv/bin/python benchmarks/norms.py --quick         # smaller batch, fewer repeats, one shape compiled
