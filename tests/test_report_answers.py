@@ -123,6 +123,14 @@ def test_sensitivity_both_change_the_smaller_change_wins_whatever_its_sign():
     assert mixed.headline.startswith("`gn` is less sensitive") and \
         "`gn` gained and `bn` lost accuracy at batch 8" in mixed.answer[2]
     assert gn_claim_sentence("bn").startswith("This does not bear out Wu & He's claim")
+    assert gn_claim_sentence("gn").startswith("This agrees with Wu & He's claim")
+    assert gn_claim_sentence("").startswith("Neither supports nor contradicts")
+    assert gn_claim_sentence(None) is None
+    # a run with one seed: the sentence is provisional, as the claims table's "inconclusive" is
+    one = gn_claim_sentence("bn", ["gn_b8"])
+    assert one.startswith("Judged against the seed spread, this does not bear out Wu & He's claim") and \
+        "`gn_b8` has one seed, so no interval exists and the claim stays inconclusive" in one
+    assert "`bn_b8`, `gn_b8` have one seed" in gn_claim_sentence("gn", ["bn_b8", "gn_b8"])
 
 
 def test_sensitivity_ties_and_undetectable_changes_tell_nothing():

@@ -174,15 +174,23 @@ def sensitivity_verdict(name_a: str, a128: Measured, a8: Measured, name_b: str, 
     return v
 
 
-def gn_claim_sentence(winner: Optional[str]) -> Optional[str]:
-    """What ``less_sensitive(bn..., gn...)`` says about Wu & He's claim."""
+def gn_claim_sentence(winner: Optional[str], one_seed: Sequence[str] = ()) -> Optional[str]:
+    """What ``less_sensitive(bn..., gn...)`` says about Wu & He's claim. ``one_seed``: the runs
+    with a single seed; with any, the sentence is provisional, as the claims table's verdict
+    (inconclusive: no interval exists) is."""
     if winner is None:
         return None
     if winner == "gn":
-        return "This agrees with Wu & He's claim that GN is less sensitive to the batch size than BN."
-    if winner == "bn":
-        return "This does not bear out Wu & He's claim that GN is less sensitive to the batch size than BN."
-    return "Neither supports nor contradicts Wu & He's claim at this budget."
+        s = "agrees with Wu & He's claim that GN is less sensitive to the batch size than BN"
+    elif winner == "bn":
+        s = "does not bear out Wu & He's claim that GN is less sensitive to the batch size than BN"
+    else:
+        return "Neither supports nor contradicts Wu & He's claim at this budget."
+    if one_seed:
+        names = ", ".join(f"`{n}`" for n in one_seed)
+        return (f"Judged against the seed spread, this {s}; but {names} {'has' if len(one_seed) == 1 else 'have'} "
+                f"one seed, so no interval exists and the claim stays inconclusive until more seeds are run.")
+    return f"This {s}."
 
 
 def range_change(first: float, last: float) -> str:
@@ -361,7 +369,8 @@ def batch_section(study: StudyData, out: Path) -> Section:
                  and sizes[0] % sizes[1] == 0 else "more updates per epoch")
         v.answer.append(eq + f" The small batch takes {ratio}: the comparison is at equal epochs (passes over the "
                              "data), not updates.")
-    claim = gn_claim_sentence(less_sensitive("bn", ms["bn"], ms["bn_b8"], "gn", ms["gn"], ms["gn_b8"], spread))
+    claim = gn_claim_sentence(less_sensitive("bn", ms["bn"], ms["bn_b8"], "gn", ms["gn"], ms["gn_b8"], spread),
+                              [n for n in ("bn", "bn_b8", "gn", "gn_b8") if len(ms[n].values) == 1])
     if claim:
         v.answer.append(claim)
     for norm in ("bn", "gn"):
