@@ -219,8 +219,9 @@ def resolve_budget(kind: str, name: str, device: str, say=print, out: str | None
     from normlab.hardware import unusable_gpus_message
     from normlab.study.grids import choose_budget, get_budget
 
-    if name == "auto" and out is not None and saved_budget(out) is not None:
-        name = saved_budget(out)
+    saved = saved_budget(out) if name == "auto" and out is not None else None
+    if saved is not None:
+        name = saved
         say(f"study: budget '{name}' (continuing the study in {out} at the budget it started with)")
     elif name == "auto":
         if device in ("auto", "cuda"):
