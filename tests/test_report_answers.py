@@ -248,7 +248,7 @@ def test_crf_init_statement_states_the_initialization_and_why():
 def test_study_command_is_rebuilt_from_the_settings_without_absolute_paths():
     s = StudySettings(kind="ner", out="/abs/place/studies/ner", data="../shared/data/gmb/ner.csv.zip",
                       epochs=get_budget("ner", "cpu").epochs, budget="cpu", jobs=2,
-                      extra_args=["--patience", "3", "--eval-every=50"])
+                      extra_args=[*get_budget("ner", "cpu").run_args, "--eval-every=50"])
     assert study_command(s) == ("normlab study ner --data ../shared/data/gmb/ner.csv.zip --out ner --budget cpu "
                                 "--jobs 2 --run-arg=--eval-every=50")
     r = StudySettings(kind="resnet", out="studies/resnet", data="/abs/data/cifar10-jpeg.zip", epochs=5, budget="cpu",
@@ -384,7 +384,7 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     rng = np.random.default_rng(2)
     settings = _study_json(root, "ner", data="/abs/gmb/ner_dataset.csv.zip", budget="cpu",
                            epochs=get_budget("ner", "cpu").epochs,
-                           extra_args=["--patience", "3"])
+                           extra_args=list(get_budget("ner", "cpu").run_args))
     ent = {"random": 0.70, "random50": 0.72, "glove": 0.78, "glove_char": 0.82, "glove_char_ln": 0.8205,
            "crf": 0.85, "crf_ln": 0.84, "crf_free": 0.83}
     invalid = {"crf": 0, "crf_ln": 0, "crf_free": 11, "glove_char": 250}

@@ -144,6 +144,24 @@ def test_early_stopping_counts_epochs_without_a_better_val_entity_f1(tiny_data, 
     assert "early stopped" in (tmp_path / "r" / "train.log").read_text()
 
 
+def test_min_delta_stops_on_a_plateau_while_best_pt_keeps_following_every_new_best(tiny_data, tmp_path):
+    # No gain can exceed 0.99 after the first evaluation: epochs 2 and 3 count as a plateau even if
+    # they bring a new best, and training stops after epoch 3; best_step still names the best line.
+    out = tmp_path / "r"
+    summary = ner.fit(tiny_cfg(tiny_data, out, epochs=6, patience=2, min_delta=0.99, eval_every=0), progress=False)
+    assert summary["status"] == "early_stopped" and summary["updates"] == 18
+    assert "by more than 0.99" in summary["message"]
+    lines = rundir.read_jsonl(out / "metrics.jsonl")
+    scores = [r["val_entity_f1"] for r in lines]
+    assert summary["best_step"] == lines[scores.index(max(scores))]["step"]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), True])
+def test_min_delta_out_of_range_is_refused(bad, tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="min-delta"):
+        ner.NERConfig(data=tiny_data, out=str(tmp_path / "r"), min_delta=bad)._validate()
+
+
 def test_a_non_finite_loss_stops_the_run_as_diverged_keeping_the_best(tiny_data, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = BiLSTMTagger.loss

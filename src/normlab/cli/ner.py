@@ -63,6 +63,10 @@ def register(sub) -> None:
     t.add_argument("--patience", type=int, default=d.patience, metavar="N",
                    help="stop after this many epochs without a better validation entity F1; 0: never stop "
                         f"early (default {d.patience})")
+    t.add_argument("--min-delta", type=finite_float, default=d.min_delta, metavar="F",
+                   help="a plateau: an epoch resets --patience only when its validation entity F1 beats the "
+                        "last such epoch's by more than F (a fraction: 0.002 = 0.2 points); best.pt still keeps "
+                        f"every new best (default {d.min_delta:g}: any new best)")
     t.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N",
                    help=f"sentences per update (default {d.batch_size})")
     t.add_argument("--lr", type=finite_float, default=d.lr, help=f"SGD learning rate (default {d.lr})")

@@ -77,6 +77,10 @@ class NERConfig:
     dropout: float = 0.5
     epochs: int = 50  # an upper bound: "train till learning saturates" is early stopping's job
     patience: int = 5  # epochs without a new best validation entity F1 before stopping; 0: never stop early
+    # A plateau: an epoch counts as improving only when its best validation entity F1 beats that of
+    # the last improving epoch by more than this (a fraction: 0.002 = 0.2 points). 0: any new best.
+    # best.pt still follows every new best; min_delta only decides when training stops.
+    min_delta: float = 0.0
     batch_size: int = 128
     optimizer: Literal["sgd"] = "sgd"
     lr: float = 0.01
@@ -143,6 +147,7 @@ class NERConfig:
                      "eval_batch_size"):
             integer(name, 1)
         integer("patience", 0, why=" (0: never stop early)")
+        number("min_delta", 0.0, 1.0)
         integer("eval_every", 0, why=" (0: once per epoch)")
         integer("limit_train", 1, allow_none=True)
         integer("limit_eval", 1, allow_none=True)
@@ -732,13 +737,15 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
 
         # Training state (everything last.pt holds besides weights and RNG).
         st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_score": -1.0, "best_step": None,
-              "best_epoch": None, "bad_epochs": 0, "improved_this_epoch": False, "train_seconds": 0.0,
+              "best_epoch": None, "bad_epochs": 0, "improved_this_epoch": False, "plateau_score": -1.0,
+              "train_seconds": 0.0,
               "seconds": 0.0, "stopped": None, "message": ""}
         if resuming:
             ck = rundir.load_checkpoint(out / rundir.LAST, map_location=device)
             rundir.load_weights(model, ck, out / rundir.LAST, str(out / rundir.CONFIG))
             opt.load_state_dict(ck["optimizer"])
             st.update(ck["state"])
+            st.setdefault("plateau_score", st["best_score"])  # a checkpoint from before min_delta
             rundir.restore_rng_state(ck["rng"])
             _, lost = rundir.recover(out, ck, "step", st["best_step"] == st["step"])
             log(f"resumed from {out / rundir.LAST} at update {st['step']} (epoch {st['epoch']}, "
@@ -770,8 +777,9 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
                    "val_entity_f1": va["entity_f1"], "val_type_micro_f1": va["type_micro_f1"]}
             improved = va["entity_f1"] > st["best_score"]
             if improved:
-                st.update(best_score=va["entity_f1"], best_step=st["step"], best_epoch=rec["epoch"],
-                          improved_this_epoch=True)
+                st.update(best_score=va["entity_f1"], best_step=st["step"], best_epoch=rec["epoch"])
+            if va["entity_f1"] > st["plateau_score"] + cfg.min_delta:  # progress that resets the patience
+                st.update(plateau_score=va["entity_f1"], improved_this_epoch=True)
             return rec, improved
 
         while st["stopped"] is None and st["epoch"] < cfg.epochs:
@@ -829,8 +837,10 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
             st["improved_this_epoch"] = False
             if cfg.patience and st["bad_epochs"] >= cfg.patience and st["epoch"] < cfg.epochs:
                 st["stopped"] = "early_stopped"
-                st["message"] = (f"early stopped after epoch {st['epoch']}: no better validation entity F1 for "
-                                 f"{st['bad_epochs']} epochs (best {st['best_score']:.4f} at update {st['best_step']})")
+                gain = f" by more than {cfg.min_delta:g}" if cfg.min_delta else ""
+                st["message"] = (f"early stopped after epoch {st['epoch']}: no better validation entity F1{gain} "
+                                 f"for {st['bad_epochs']} epochs (best {st['best_score']:.4f} at update "
+                                 f"{st['best_step']})")
             commit(rec, improved)
             if st["stopped"] == "early_stopped":
                 log(st["message"])
