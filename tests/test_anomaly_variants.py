@@ -87,11 +87,11 @@ def test_embedding_std_refuses_bad_values(tiny_data, tmp_path, value, capsys):  
 
 import numpy as np  # noqa: E402
 
-from normlab.study.answers_anomalies import (GLOVE_TITLE, GN_TITLE, Test, glove_section, gn_section,  # noqa: E402
+from normlab.report.anomalies import (GLOVE_TITLE, GN_TITLE, Test, glove_section, gn_section,  # noqa: E402
                                              hypothesis_verdict)
-from normlab.study.answers_common import Measured  # noqa: E402
-from normlab.study.answers_stats import difference  # noqa: E402
-from normlab.study.report import load_study, write_report  # noqa: E402
+from normlab.report.common import Measured  # noqa: E402
+from normlab.report.stats import difference  # noqa: E402
+from normlab.report.write import load_study, write_report  # noqa: E402
 from normlab.train.rundir import atomic_write_json, read_json  # noqa: E402
 
 from test_report import make_run  # noqa: E402

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from normlab.study.grids import StudySettings, variants_for
-from normlab.study.report import load_study, write_report
+from normlab.report.write import load_study, write_report
 from normlab.train.rundir import atomic_write_json, read_json
 
 SPLITS = ("train", "val", "test")
@@ -364,7 +364,7 @@ def test_html_opens_in_headless_chromium_and_shows_its_images(tmp_path):
 
 
 def test_curves_average_the_finished_seeds_and_an_unfinished_seed_does_not_cut_them_short():
-    from normlab.study.report_data import Run, VariantResult
+    from normlab.report.load import Run, VariantResult
 
     def run(seed, epochs, value, finished):
         metrics = [{"epoch": e, "val_error": value + e} for e in range(1, epochs + 1)]

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from normlab.study.answers_common import Measured, ranking, ranking_sentence
-from normlab.study.answers_stats import pooled_spread
-from normlab.study.answers_ner import (INIT_TITLE, crf_init_statement, invalid_transition_sentences,
+from normlab.report.common import Measured, ranking, ranking_sentence
+from normlab.report.stats import pooled_spread
+from normlab.report.answers_ner import (INIT_TITLE, crf_init_statement, invalid_transition_sentences,
                                        ner_pair_sentences)
-from normlab.study.answers_resnet import (BATCH_TITLE, PERCENTILE_TITLE, SANITY_TITLE, SIX_TITLE, gn_claim_sentence,
+from normlab.report.answers_resnet import (BATCH_TITLE, PERCENTILE_TITLE, SANITY_TITLE, SIX_TITLE, gn_claim_sentence,
                                           inner_extremes, less_sensitive, percentile_verdict, range_change,
                                           sanity_verdict, sensitivity_verdict, six_way_verdict, trajectory_phrase)
 from normlab.study.grids import StudySettings, get_budget, variants_for
-from normlab.study.report import load_study, write_report
-from normlab.study.report_header import data_files, study_command, wall_time_line
+from normlab.report.write import load_study, write_report
+from normlab.report.header import data_files, study_command, wall_time_line
 from normlab.train.rundir import atomic_write_json, read_json
 
 from test_report import make_run
@@ -435,7 +435,7 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
 
 
 def test_runner_times_are_read_back_as_the_span():
-    from normlab.study.report_header import _time
+    from normlab.report.header import _time
     from normlab.study.backends import utc as _utc
 
     assert _utc(0) == "1970-01-01T00:00:00Z"
@@ -473,7 +473,7 @@ def test_percentile_answer_counts_finished_runs_only(tmp_path):
     _quantiles(done, [(0, 0, 1, 1.0), (0, 0, 1, 2.0), (0, 0, 1, 3.0)])  # grew
     running = make_run(root, "resnet", "gn", 0, rng, epochs=2, finished=False)
     _quantiles(running, [(0, 0, 1, 4.0), (0, 0, 1, 1.0)])  # shrinking so far
-    from normlab.study.answers_resnet import percentile_ranges
+    from normlab.report.answers_resnet import percentile_ranges
     study = load_study(root)
     _, rows, ranges = percentile_ranges(study, ["bn", "gn"])
     assert set(ranges) == {"bn"} and ranges["bn"] == [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]

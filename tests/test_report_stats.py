@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from normlab.study.answers_common import Measured
-from normlab.study.answers_ner import compare_pair
-from normlab.study.answers_stats import (claim_verdict, combination, difference, difference_sentence, estimate_cell,
+from normlab.report.common import Measured
+from normlab.report.answers_ner import compare_pair
+from normlab.report.stats import (claim_verdict, combination, difference, difference_sentence, estimate_cell,
                                          pooled_spread)
-from normlab.study.answers_training import matched, stop_reason, stop_text
-from normlab.study.report import load_study
-from normlab.study.report_data import attempt_times, interval_seconds
-from normlab.study.report_header import wall_time_line
+from normlab.report.training import matched, stop_reason, stop_text
+from normlab.report.write import load_study
+from normlab.report.load import attempt_times, interval_seconds
+from normlab.report.header import wall_time_line
 from normlab.train.rundir import atomic_write_json, read_json
 
 from test_report import make_run
@@ -245,7 +245,7 @@ def test_report_times_sum_every_attempt_and_name_the_longest_run(tmp_path):
 
 
 def test_zoomed_axis_holds_the_band_after_the_climb_and_lines_differ():
-    from normlab.study.report_plots import distinct_style, zoom_limits
+    from normlab.report.plots import distinct_style, zoom_limits
 
     xs = np.arange(1, 101, dtype=float)
     a = np.concatenate([np.linspace(10, 80, 25), np.full(75, 82.0)])
@@ -260,7 +260,7 @@ def test_zoomed_axis_holds_the_band_after_the_climb_and_lines_differ():
 
 
 def test_ner_curve_caption_says_the_train_curve_is_on_a_subsample(tmp_path):
-    from normlab.study.report import write_report
+    from normlab.report.write import write_report
 
     d = make_run(tmp_path, "ner", "glove", 0, np.random.default_rng(0))
     cfg = read_json(d / "config.json")
@@ -289,7 +289,7 @@ def three(c, w=0.001):
 
 
 def test_resnet_claims_reproduced_not_reproduced_and_inconclusive(tmp_path):
-    from normlab.study.answers_claims import resnet_claims
+    from normlab.report.claims import resnet_claims
 
     _resnet_acc(tmp_path / "a", {"torch_bn": three(0.83), "bn": three(0.8302), "in": three(0.78), "ln": three(0.77),
                                  "gn": three(0.77), "bn_b8": three(0.78), "gn_b8": three(0.7701)})
@@ -314,7 +314,7 @@ def test_resnet_claims_reproduced_not_reproduced_and_inconclusive(tmp_path):
 
 
 def test_ner_claims_use_matched_updates_and_counts(tmp_path):
-    from normlab.study.answers_claims import ner_claims
+    from normlab.report.claims import ner_claims
 
     for seed in range(3):
         _ner_run(tmp_path, "glove", seed, [0.5, 0.70 + seed * 0.001], "finished", test_f1=0.70 + seed * 0.001)
@@ -343,7 +343,7 @@ def test_ner_claims_use_matched_updates_and_counts(tmp_path):
 
 
 def test_resnet_equal_training_note_for_equal_and_unequal_stops(tmp_path):
-    from normlab.study.answers_resnet import equal_training_note
+    from normlab.report.answers_resnet import equal_training_note
 
     rng = np.random.default_rng(0)
     make_run(tmp_path, "resnet", "bn", 0, rng, epochs=3)
@@ -372,6 +372,6 @@ def test_resnet_equal_training_note_for_equal_and_unequal_stops(tmp_path):
 
 def test_matched_with_no_runs_to_compare_is_none_not_a_crash():
     """A study whose only run failed reached the comparison with nothing in it (min() of nothing)."""
-    from normlab.study.answers_training import matched
+    from normlab.report.training import matched
 
     assert matched(None, [], "val_entity_f1") is None

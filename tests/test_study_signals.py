@@ -151,7 +151,7 @@ def test_interrupted_while_writing_the_report_leaves_no_half_report(cifar_slice,
     assert (out / "report.html").exists()
     for sig in (signal.SIGINT, signal.SIGTERM):
         def patch():
-            from normlab.study import report
+            from normlab.report import write
 
             def half_a_report(study_dir, out=None):
                 rundir.atomic_write_text(Path(study_dir) / "report.md", "# half\n")

@@ -236,7 +236,7 @@ def resolve_budget(kind: str, name: str, device: str, say=print, out: str | None
 
 
 def _report(args) -> int:
-    from normlab.study.report import write_report
+    from normlab.report.write import write_report
 
     if args.out and len(args.studies) > 1:
         raise ValueError(f"expected one study folder with --out, got {len(args.studies)}")

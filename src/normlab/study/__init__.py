@@ -1,4 +1,4 @@
-"""The seed's two studies as grids of runs, and their report.
+"""The seed's two studies as grids of runs (their reports are ``normlab.report``'s job).
 
 - ``grids``: every experiment of each study (``Variant``), the shared ``StudySettings``,
   and the argv of one single run.
@@ -7,8 +7,8 @@
 - ``backends``: what both backends share (``Task``, ``ClusterSettings``, progress, events);
   ``local``: a process pool on this machine (``--jobs`` at once); ``ray_backend``: one Ray
   task per run on a Ray cluster (``--cluster ray``).
-- ``report``: ``write_report(study_dir)`` turns run directories into report.md/.html, one section
-  per question of the study; ``answers_resnet`` / ``answers_ner`` compute each question's answer
-  (wording shared in ``answers_common``), ``report_data`` loads, ``report_header`` / ``report_tables`` /
-  ``report_plots`` / ``report_render`` make the rest.
+- ``timefmt``: durations as h:mm:ss, for the progress lines and the reports.
+
+Nothing here imports ``normlab.report`` except the runner's call that writes the report at
+the end of a study.
 """

@@ -98,6 +98,28 @@ BUDGETS: dict[str, dict[str, Budget]] = {
 }
 
 
+# Budgets a shipped study ran under before its named budget changed. A study folder keeps the
+# budget's name and the run flags it was given (study.json), and its report must describe what ran.
+RETIRED_BUDGETS: dict[tuple[str, str], tuple[Budget, ...]] = {
+    ("ner", "cpu"): (Budget("cpu", 15, ("--patience", "3"), 1,
+                            "every run on the full GMB split for at most 15 epochs, early stopping (patience 3) on "
+                            "validation entity F1",
+                            "about 70 minutes on a 2-core AVX-512 CPU, at most 2 hours (see docs/results/README.md)"),),
+}
+
+
+def budget_of(settings: "StudySettings") -> Optional[Budget]:
+    """The budget a study ran under: today's of its name, or a retired one whose run flags it was given."""
+    if not settings.budget:
+        return None
+    now = get_budget(settings.kind, settings.budget)
+    extra = list(settings.extra_args)
+    for b in (now, *RETIRED_BUDGETS.get((settings.kind, settings.budget), ())):
+        if extra[:len(b.run_args)] == list(b.run_args):
+            return b
+    return now  # flags changed by hand (or a warm-up left out): the name is what the study asked for
+
+
 def get_budget(kind: str, name: str) -> Budget:
     """The budget ``name`` of study ``kind``; an unknown name lists the valid ones."""
     table = BUDGETS.get(kind)
@@ -358,7 +380,7 @@ class StudySettings:
         """Why this study is shorter than the seed's (empty when it is the full study)."""
         why = []
         if self.budget == "cpu":
-            why.append(f"the '{self.budget}' budget: " + get_budget(self.kind, self.budget).summary)
+            why.append(f"the '{self.budget}' budget: " + budget_of(self).summary)
         if self.kind == "resnet" and self.epochs is not None and self.epochs < RESNET_FULL_EPOCHS:
             why.append(f"{self.epochs} epoch{'s' * (self.epochs != 1)} instead of {RESNET_FULL_EPOCHS}")
         if self.kind == "ner" and self.epochs is not None and self.epochs < NER_FULL_EPOCHS:

@@ -11,7 +11,7 @@ Layout of a study folder::
     <out>/logs/<variant>-seed<S>.log the run's own output, appended on each attempt
     <out>/events.jsonl               one line per finished attempt: run, return code, seconds,
                                      started / finished (UTC, ISO 8601)
-    <out>/report.md, report.html     written at the end (normlab.study.report)
+    <out>/report.md, report.html     written at the end (normlab.report.write)
 
 A run is finished when its ``summary.json`` exists: it is then never started
 again (so a finished run is never touched). A run directory with a
@@ -245,7 +245,7 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         times = est.per_run
     failed = _run_tasks(tasks, run_settings, cluster, out, lock_fd, log, times, home)
     if report:
-        from normlab.study.report import write_report
+        from normlab.report.write import write_report
 
         def no_half_report() -> None:  # report.md may be new and report.html old: keep neither
             for name in ("report.md", "report.html"):

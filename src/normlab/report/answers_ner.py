@@ -24,12 +24,12 @@ from typing import Optional
 
 import numpy as np
 
-from normlab.study.answers_common import Measured, Section, Verdict
-from normlab.study.answers_stats import Estimate, Spread, difference, difference_sentence, pooled_spread
-from normlab.study.answers_training import Matched, matched, stop_text
-from normlab.study.report_data import StudyData
-from normlab.study.report_plots import plot_bars
-from normlab.study.report_render import fmt_ints
+from normlab.report.common import Measured, Section, Verdict
+from normlab.report.stats import Estimate, Spread, difference, difference_sentence, pooled_spread
+from normlab.report.training import Matched, matched, stop_text
+from normlab.report.load import StudyData
+from normlab.report.plots import plot_bars
+from normlab.report.render import fmt_ints
 
 ENTITY = "entity F1"
 TYPE = "type-token micro F1"
@@ -309,7 +309,7 @@ def ner_curve_sentences(study: StudyData, names: list[str]) -> list[str]:
 
 
 def embeddings_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
-    from normlab.study.report_render import shown_path
+    from normlab.report.render import shown_path
 
     header = ["run", "source", "file", "dimension", "share of vocabulary found", "words found"]
     rows = []

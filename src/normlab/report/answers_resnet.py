@@ -20,13 +20,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from normlab.study.answers_common import Measured, Section, Verdict, cannot, ranking_sentence
-from normlab.study.answers_stats import (Estimate, Spread, combination, difference, difference_sentence,
+from normlab.report.common import Measured, Section, Verdict, cannot, ranking_sentence
+from normlab.report.stats import (Estimate, Spread, combination, difference, difference_sentence,
                                          estimate_cell, interval_text, pooled_spread, reference_sentence)
-from normlab.study.answers_training import matched
-from normlab.study.report_data import QUANTILES, StudyData
-from normlab.study.report_plots import plot_bars, plot_quantiles
-from normlab.study.report_render import fmt_ints
+from normlab.report.training import matched
+from normlab.report.load import QUANTILES, StudyData
+from normlab.report.plots import plot_bars, plot_quantiles
+from normlab.report.render import fmt_ints
 
 SIX = ("bn", "in", "bin", "ln", "gn", "nn")
 # Relative change of the 1st-to-99th percentile range below which it is "unchanged".

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from normlab.study.answers_common import Measured, Section, Verdict
-from normlab.study.answers_stats import Estimate, Spread, difference, difference_sentence, pooled_spread
+from normlab.report.common import Measured, Section, Verdict
+from normlab.report.stats import Estimate, Spread, difference, difference_sentence, pooled_spread
 from normlab.study.grids import (GLOVE_6B_50D_STD, NER_FEW_SENTENCES, RANDOM_50D_STD, RESNET_ANOMALY_LR,
                                  RESNET_GN_GROUPS)
-from normlab.study.report_data import StudyData
+from normlab.report.load import StudyData
 
 GN_TITLE = "Why do GN, LN and IN trail at this budget?"
 GLOVE_TITLE = "Why does GloVe not help here?"
@@ -213,7 +213,7 @@ def anomaly_command(study: StudyData, names: Sequence[str]) -> str:
     """The study command that runs ``names`` into this study's folder."""
     from dataclasses import replace
 
-    from normlab.study.report_header import study_command
+    from normlab.report.header import study_command
 
     if study.settings is not None:
         return study_command(replace(study.settings, variants=list(names)))

@@ -9,15 +9,15 @@ of the study gets a report that says what that run found.
 
 Where to look:
 
-- ``report_data``: reading study.json and the run directories (``load_study``);
-- ``answers_common``: how a comparison is worded (ties, signs, seed spread);
+- ``load``: reading study.json and the run directories (``load_study``);
+- ``common``: how a comparison is worded (ties, signs, seed spread);
 - ``answers_resnet``: sanity check, six-way comparison, batch size, feature percentiles;
 - ``answers_ner``: pretrained vs random, characters, layer norm, CRF vs softmax, CRF initialization;
-- ``answers_stats``: differences with 95% intervals over seeds; ``answers_training``: equal training, stops;
-- ``answers_anomalies``: why GloVe does not help, why GN/LN/IN trail (the anomaly variants);
-- ``report_header``: hardware, torch, budget, command, wall time, data files;
-- ``report_tables``: the appendix's wide tables;
-- ``report_plots``: the figures; ``report_render``: Markdown and HTML.
+- ``stats``: differences with 95% intervals over seeds; ``training``: equal training, stops;
+- ``anomalies``: why GloVe does not help, why GN/LN/IN trail (the anomaly variants);
+- ``header``: hardware, torch, budget, command, wall time, data files;
+- ``tables``: the appendix's wide tables;
+- ``plots``: the figures; ``render``: Markdown and HTML.
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from normlab.study.answers_anomalies import anomaly_sections
-from normlab.study.answers_claims import claims_table
-from normlab.study.answers_common import Section
-from normlab.study.answers_ner import embeddings_table, ner_curve_sentences, ner_sections
-from normlab.study.answers_resnet import SIX, resnet_sections, sanity_curve_sentences
-from normlab.study.report_data import Run, StudyData, VariantResult, load_study
-from normlab.study.report_header import header_lines, study_command
-from normlab.study.report_plots import ZOOM_DROP, plot_curves, plot_ner_grid
-from normlab.study.report_render import Doc, anchor, render_html, render_md
-from normlab.study.report_tables import per_run_table, results_table, runs_table
+from normlab.report.anomalies import anomaly_sections
+from normlab.report.claims import claims_table
+from normlab.report.common import Section
+from normlab.report.answers_ner import embeddings_table, ner_curve_sentences, ner_sections
+from normlab.report.answers_resnet import SIX, resnet_sections, sanity_curve_sentences
+from normlab.report.load import Run, StudyData, VariantResult, load_study
+from normlab.report.header import header_lines, study_command
+from normlab.report.plots import ZOOM_DROP, plot_curves, plot_ner_grid
+from normlab.report.render import Doc, anchor, render_html, render_md
+from normlab.report.tables import per_run_table, results_table, runs_table
 from normlab.train.rundir import atomic_write_text
 
 __all__ = ["Run", "StudyData", "VariantResult", "build_report", "header_lines", "load_study", "study_command",

@@ -1,13 +1,13 @@
 """How the report words a comparison: pure functions of numbers, shared by both studies.
 
 Every sentence the report states about results comes from a function here, in
-``answers_stats`` (differences with their 95% intervals over seeds, and the
+``stats`` (differences with their 95% intervals over seeds, and the
 noise threshold from the study's own seed spread) or in ``answers_resnet`` /
 ``answers_ner``: each takes numbers (per-seed values as fractions, 0.913 = 91.3%)
 and returns text, so that each wording is tested with hand-made numbers for every
 sign and tie (``tests/test_report_answers.py``). No threshold here is a constant:
 whether a difference is noise is decided by its interval, or, with one seed, by
-the seed spread the study measured (``answers_stats``).
+the seed spread the study measured (``stats``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def cannot(a: Measured, b: Measured, what: str) -> Optional[str]:
 def ranking(items: Sequence[Measured]) -> list[tuple[int, list[Measured]]]:
     """Competition ranking by mean, best first; variants whose means are equal as shown (two decimals)
     share a rank (1, 2, 2, 4). Variants without values are left out. Whether two ranks differ by more
-    than seed noise is for ``answers_stats`` to say."""
+    than seed noise is for ``stats`` to say."""
     have = sorted((m for m in items if m.values), key=lambda m: -m.mean)
     groups: list[tuple[int, list[Measured]]] = []
     for i, m in enumerate(have):

@@ -5,7 +5,7 @@ directory per variant and seed under ``runs/<variant>/seed<S>/`` with
 ``config.json``, ``metrics.jsonl`` and, once finished, ``summary.json``. The
 runner's ``events.jsonl`` gives the wall time of each attempt. Nothing here
 draws or words anything: the answers (``answers_resnet``, ``answers_ner``)
-and the rendering (``report_render``) read the ``StudyData`` this returns.
+and the rendering (``render``) read the ``StudyData`` this returns.
 
 A variant that was not run (or did not finish) is kept with its reason; the
 report never fails because part of the grid is missing.

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from normlab.study.report_data import QUANTILES, StudyData
+from normlab.report.load import QUANTILES, StudyData
 from normlab.train.rundir import atomic_savefig
 
 

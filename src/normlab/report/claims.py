@@ -1,7 +1,7 @@
 """The table of claims: each claim a study tests, our measurement with its interval, and a verdict.
 
 A claim is a direction (or an equality) of one difference the report already computes;
-``answers_stats.claim_verdict`` turns its 95% interval into reproduced / not reproduced /
+``stats.claim_verdict`` turns its 95% interval into reproduced / not reproduced /
 inconclusive at this budget (a one-seed side has no interval, so it is inconclusive). The
 report shows the table near its top ("Claims tested"); docs/results/README.md opens with
 the two studies' tables copied from the reports.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from normlab.study.answers_common import Measured
-from normlab.study.answers_stats import Estimate, claim_verdict, difference, estimate_cell, pooled_spread
-from normlab.study.report_data import StudyData
+from normlab.report.common import Measured
+from normlab.report.stats import Estimate, claim_verdict, difference, estimate_cell, pooled_spread
+from normlab.report.load import StudyData
 
 HEADER = ["claim", "source", "our measurement (points, 95% interval, n seeds)", "verdict", "why"]
 
@@ -29,7 +29,7 @@ def _row(claim: str, source: str, what: str, e: Optional[Estimate], expected: st
 
 
 def resnet_claims(study: StudyData) -> list[list[str]]:
-    from normlab.study.answers_resnet import SANITY_MARGIN_POINTS, size_estimate
+    from normlab.report.answers_resnet import SANITY_MARGIN_POINTS, size_estimate
 
     spread = pooled_spread([_m(study, v.name, "accuracy") for v in study.variants])
     acc = lambda n: _m(study, n, "accuracy")
@@ -59,7 +59,7 @@ def resnet_claims(study: StudyData) -> list[list[str]]:
 
 
 def ner_claims(study: StudyData) -> list[list[str]]:
-    from normlab.study.answers_ner import pair_estimate
+    from normlab.report.answers_ner import pair_estimate
 
     rows = []
     for claim, source, a, b in (

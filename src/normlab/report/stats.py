@@ -27,7 +27,7 @@ from typing import Literal, Optional, Sequence
 
 from scipy import stats
 
-from normlab.study.answers_common import Measured
+from normlab.report.common import Measured
 
 LEVEL = 0.95
 

@@ -2,7 +2,7 @@
 
 Everything comes from ``study.json`` and the runs' ``config.json``; paths are
 shown relative as recorded, and an absolute one only by its file name
-(``report_render.shown_path``), so that no report names a path of the machine.
+(``render.shown_path``), so that no report names a path of the machine.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import shlex
 from datetime import datetime, timezone
 from typing import Optional
 
-from normlab.study.grids import StudySettings, get_budget
-from normlab.study.report_data import StudyData, first_epoch_seconds
-from normlab.study.report_render import fmt_count, shown_path
+from normlab.study.grids import StudySettings, budget_of
+from normlab.report.load import StudyData, first_epoch_seconds
+from normlab.report.render import fmt_count, shown_path
 from normlab.study.timefmt import hms
 
 DEFAULT_EMBEDDINGS = "glove-6b-50d"
@@ -37,7 +37,7 @@ def study_command(s: StudySettings) -> str:
         if s.embeddings and s.embeddings != DEFAULT_EMBEDDINGS:
             argv += ["--embeddings", shown_path(s.embeddings)]
     argv += ["--out", shown_path(s.out)]
-    budget = get_budget(s.kind, s.budget) if s.budget else None
+    budget = budget_of(s)
     if budget is not None:
         argv += ["--budget", budget.name]
     if s.epochs is not None and (budget is None or s.epochs != budget.epochs):
@@ -82,7 +82,7 @@ def longest_run(study: StudyData):
 
 
 def wall_time_line(study: StudyData) -> str:
-    """Sum over every attempt of every run (``report_data.attempt_times``), the longest run with its first
+    """Sum over every attempt of every run (``load.attempt_times``), the longest run with its first
     epoch, and the span from the first start to the last finish where the runner recorded them
     (``started`` / ``finished`` in events.jsonl)."""
     times = [r.seconds for r in study.runs if r.seconds is not None]
@@ -112,7 +112,7 @@ def wall_time_line(study: StudyData) -> str:
 
 def stop_line(study: StudyData) -> Optional[str]:
     """How many finished runs stopped on a plateau, at the cap, or diverged."""
-    from normlab.study.answers_training import stop_reason
+    from normlab.report.training import stop_reason
 
     reasons = [stop_reason(r) for r in study.runs if r.summary is not None]
     if not reasons:
@@ -162,7 +162,7 @@ def header_lines(study: StudyData) -> list[str]:
         f"**torch:** {', '.join(torch_v) or 'unknown'}",
     ]
     if s is not None and s.budget:
-        b = get_budget(s.kind, s.budget)
+        b = budget_of(s)
         lines.append(f"**Budget:** `{b.name}`: {b.summary} (expected cost: {b.cost})")
     elif s is not None:
         lines.append("**Budget:** none named (settings given one by one)")

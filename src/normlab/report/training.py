@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from normlab.study.answers_common import Measured
-from normlab.study.report_data import Run, StudyData, _get
+from normlab.report.common import Measured
+from normlab.report.load import Run, StudyData, _get
 
 STOP_WORDS = {"early_stopped": "plateau", "finished": "cap", "diverged": "diverged"}
 

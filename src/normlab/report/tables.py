@@ -7,8 +7,8 @@ show only the numbers each answer needs.
 
 from __future__ import annotations
 
-from normlab.study.report_data import SPLITS, StudyData
-from normlab.study.report_render import fmt_ints, fmt_num, fmt_pct, scrub_paths
+from normlab.report.load import SPLITS, StudyData
+from normlab.report.render import fmt_ints, fmt_num, fmt_pct, scrub_paths
 from normlab.study.timefmt import hms
 
 METRICS3 = (("accuracy", "acc"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"))
@@ -72,8 +72,8 @@ def per_run_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
 
 def runs_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
     """Each run: status, why it stopped, its attempts, its first epoch and its time over all attempts."""
-    from normlab.study.answers_training import stop_text
-    from normlab.study.report_data import first_epoch_seconds
+    from normlab.report.training import stop_text
+    from normlab.report.load import first_epoch_seconds
 
     x = "step" if study.kind == "ner" else "epoch"
     header = ["run", "status", "stopped", "attempts", "first epoch", "time (all attempts)", "message"]
