@@ -194,7 +194,7 @@ def resnet_steps(args, device, clock: Clock, plan: list[tuple[str, int, str]], o
 
 def resnet_fit_check(args, device, clock: Clock, defaults: dict) -> dict:
     """A real 2-epoch fit on real images with the GPU defaults: cold and warm epoch seconds."""
-    from normlab.train import rundir
+    from normlab import files
     from normlab.train.resnet import ResNetConfig, fit
 
     if not args.cifar:
@@ -210,8 +210,8 @@ def resnet_fit_check(args, device, clock: Clock, defaults: dict) -> dict:
         t0 = time.perf_counter()
         summary = fit(cfg, progress=False)
         total = time.perf_counter() - t0
-        recs = rundir.read_jsonl(Path(tmp) / rundir.METRICS)
-        sizes = rundir.read_json(Path(tmp) / rundir.CONFIG)["data"]["sizes"]
+        recs = files.read_jsonl(Path(tmp) / files.METRICS)
+        sizes = files.read_json(Path(tmp) / files.CONFIG)["data"]["sizes"]
     r = {"settings": defaults, "images": sizes,
          "epoch_s": [rec["seconds"] for rec in recs], "total_s": total, "status": summary["status"],
          "compiled": summary["compiled"], "val_accuracy": [rec["val_accuracy"] for rec in recs],

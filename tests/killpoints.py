@@ -75,8 +75,8 @@ def run(argv: list[str], kill_at: int = 0, log: Path | None = None,
 
 
 def _child(argv: list[str], kill_at: int, w: int) -> int:
+    from normlab import files
     from normlab.cli import main
-    from normlab.train import rundir
 
     count = 0
     out = Path(argv[argv.index("--out") + 1]).resolve()
@@ -90,7 +90,7 @@ def _child(argv: list[str], kill_at: int, w: int) -> int:
         if count == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    atomic_write_with, append_jsonl = rundir.atomic_write_with, rundir.append_jsonl
+    atomic_write_with, append_jsonl = files.atomic_write_with, files.append_jsonl
 
     def hooked_write(path, write, mode="wb"):
         name = Path(path).name
@@ -107,7 +107,7 @@ def _child(argv: list[str], kill_at: int, w: int) -> int:
 
     def hooked_append(path, record):
         name = Path(path).name
-        line = json.dumps(rundir.to_jsonable(record)) + "\n"
+        line = json.dumps(files.to_jsonable(record)) + "\n"
         point(f"before {name}", path)
         with open(path, "a") as f:
             f.write(line[: len(line) // 2])
@@ -117,8 +117,8 @@ def _child(argv: list[str], kill_at: int, w: int) -> int:
             f.write(line[len(line) // 2:])
         point(f"after {name}", path)
 
-    rundir.atomic_write_with, rundir.append_jsonl = hooked_write, hooked_append
+    files.atomic_write_with, files.append_jsonl = hooked_write, hooked_append
     try:
         return main(argv)
     finally:
-        rundir.atomic_write_with, rundir.append_jsonl = atomic_write_with, append_jsonl
+        files.atomic_write_with, files.append_jsonl = atomic_write_with, append_jsonl

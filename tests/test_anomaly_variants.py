@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from normlab import files
 from normlab.cli import main
 from normlab.study.grids import (GLOVE_6B_50D_STD, RANDOM_50D_STD, StudySettings, anomaly_variants, run_command,
                                  select_variants, variants_for)
@@ -59,7 +60,7 @@ def test_embedding_std_rescales_the_initial_vectors(tiny_data, tmp_path, monkeyp
     orig_save = rundir.atomic_torch_save
 
     def save(obj, path):  # the first checkpoint holds the weights after at most a few updates; keep the config
-        init.setdefault("cfg", rundir.read_json(tmp_path / "r" / rundir.CONFIG))
+        init.setdefault("cfg", files.read_json(tmp_path / "r" / files.CONFIG))
         return orig_save(obj, path)
 
     monkeypatch.setattr(rundir, "atomic_torch_save", save)
@@ -87,12 +88,12 @@ def test_embedding_std_refuses_bad_values(tiny_data, tmp_path, value, capsys):  
 
 import numpy as np  # noqa: E402
 
+from normlab.files import atomic_write_json, read_json  # noqa: E402
 from normlab.report.anomalies import (GLOVE_TITLE, GN_TITLE, Test, glove_section, gn_section,  # noqa: E402
                                              hypothesis_verdict)
 from normlab.report.common import Measured  # noqa: E402
 from normlab.report.stats import difference  # noqa: E402
 from normlab.report.write import load_study, write_report  # noqa: E402
-from normlab.train.rundir import atomic_write_json, read_json  # noqa: E402
 
 from test_report import make_run  # noqa: E402
 

@@ -459,12 +459,12 @@ def resnet_out_is_a_file(t, fx):
 
 @case(r"--resume: settings differ from .*config\.json: --lr: saved 0\.2, now 0\.1; only --compile, --device")
 def resnet_resume_with_other_settings(t, fx):
+    from normlab import files
     from normlab.cli.resnet import config_from_args
     from normlab.cli import build_parser
-    from normlab.train import rundir
 
     argv = _resnet(t, fx)
-    saved = rundir.to_jsonable(config_from_args(build_parser().parse_args(argv + ["--lr", "0.2"])))
+    saved = files.to_jsonable(config_from_args(build_parser().parse_args(argv + ["--lr", "0.2"])))
     _write(t / "run" / "config.json", json.dumps({"kind": "resnet", "config": saved}))
     torch.save({"model": {}}, t / "run" / "last.pt")
     return argv + ["--resume", "--compile", "auto"]
@@ -575,18 +575,18 @@ def ner_resume_on_changed_data(t, fx):
 
 @case(r"--resume: --data .*imgs\.zip: the file changed since the run started")
 def resnet_resume_on_changed_data(t, fx):
+    from normlab import files
     from normlab.cli.resnet import config_from_args
     from normlab.cli import build_parser
-    from normlab.train import rundir
 
     z = t / "imgs.zip"
     with zipfile.ZipFile(z, "w") as zf:
         for p in sorted(Path(fx["imgs"]).rglob("*.png")):
             zf.write(p, p.relative_to(fx["imgs"]).as_posix())
     argv = _resnet(t, fx, data=str(z))
-    saved = rundir.to_jsonable(config_from_args(build_parser().parse_args(argv)))
+    saved = files.to_jsonable(config_from_args(build_parser().parse_args(argv)))
     _write(t / "run" / "config.json", json.dumps({"kind": "resnet", "config": saved,
-                                                  "data": {"file": rundir.file_fingerprint(z)}}))
+                                                  "data": {"file": files.file_fingerprint(z)}}))
     torch.save({"model": {}}, t / "run" / "last.pt")
     with zipfile.ZipFile(z, "a") as zf:  # an image added since
         zf.writestr("train/ant/999.png", (Path(fx["imgs"]) / "train/ant/000.png").read_bytes())

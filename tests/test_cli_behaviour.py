@@ -18,11 +18,11 @@ import warnings
 import numpy as np
 import pytest
 
+from normlab import files
 from normlab.cli import build_parser, main
 from normlab.models.tagger import BiLSTMTagger
 from normlab.train import ner
 from normlab.train import resnet as T
-from normlab.train import rundir
 
 from test_data_images import make_image_folder
 from test_train_ner import synthetic_sentences, write_four_column
@@ -120,8 +120,8 @@ def test_ner_run_interrupted_before_its_first_checkpoint_starts_afresh(gmb, tmp_
     assert main(_ner_argv(gmb, out, "--resume", "--device", "cpu")) == 0
     err = capsys.readouterr().err
     assert f"note: {out} holds no checkpoint (a run interrupted before its first one); starting it afresh" in err
-    assert rundir.read_json(out / "summary.json")["status"] == "finished"
-    assert [r["step"] for r in rundir.read_jsonl(out / "metrics.jsonl")] == [2]
+    assert files.read_json(out / "summary.json")["status"] == "finished"
+    assert [r["step"] for r in files.read_jsonl(out / "metrics.jsonl")] == [2]
 
 
 def test_interrupted_after_a_checkpoint_says_resume(gmb, tmp_path, capsys, monkeypatch):
@@ -151,11 +151,11 @@ def test_resnet_interrupted_while_compiling_resumes_with_compile_off(tmp_path, c
         m.setattr(T._Net, "guarded", compiling)
         assert main(argv + ["--compile", "auto"]) == 130
     assert "rerun the same command to start" in capsys.readouterr().err
-    assert rundir.read_json(out / "config.json")["config"]["compile"] == "auto" and not (out / "last.pt").exists()
+    assert files.read_json(out / "config.json")["config"]["compile"] == "auto" and not (out / "last.pt").exists()
     assert main(argv + ["--compile", "off", "--resume"]) == 0
     assert "starting it afresh" in capsys.readouterr().err
-    assert rundir.read_json(out / "config.json")["config"]["compile"] == "off"
-    assert rundir.read_json(out / "summary.json")["status"] == "finished"
+    assert files.read_json(out / "config.json")["config"]["compile"] == "off"
+    assert files.read_json(out / "summary.json")["status"] == "finished"
 
 
 def test_resnet_diverged_in_its_first_epoch_says_so_once_and_names_only_files_it_wrote(tmp_path, capsys):
@@ -168,7 +168,7 @@ def test_resnet_diverged_in_its_first_epoch_says_so_once_and_names_only_files_it
                  "--out", str(out)]) == 0  # a diverged run is a result
     captured = capsys.readouterr()
     text = captured.out + captured.err
-    assert rundir.read_json(out / "summary.json")["status"] == "diverged"
+    assert files.read_json(out / "summary.json")["status"] == "diverged"
     assert "diverged: diverged" not in text and "diverged: the training loss became non-finite" in text
     listed = re.search(r"run directory: .*run \((.*)\)", captured.out).group(1).split(", ")
     assert "best.pt" not in listed and all((out / name).exists() for name in listed)
@@ -182,7 +182,7 @@ def test_diverging_at_the_first_update_says_there_is_no_checkpoint(gmb, tmp_path
     monkeypatch.setattr(BiLSTMTagger, "loss", lambda self, b, emissions=None, reduction="mean": real(self, b, emissions, reduction) * float("nan"))
     assert main(_ner_argv(gmb, tmp_path / "r")) == 0  # a diverged run is a result, as for resnet train
     out = capsys.readouterr().out
-    summary = rundir.read_json(tmp_path / "r" / "summary.json")
+    summary = files.read_json(tmp_path / "r" / "summary.json")
     assert summary["status"] == "diverged" and summary["metrics"] is None
     assert summary["message"].endswith("at update 1, epoch 1; no checkpoint was written, so the summary metrics are null")
     assert "best checkpoint is kept" not in out and out.count("diverged") == 1

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from normlab import files
 from normlab.cli import main
-from normlab.train import rundir
 
 from test_train_ner import synthetic_sentences, write_four_column
 
@@ -35,7 +35,7 @@ def run(argv, capsys, stdin=None, monkeypatch=None):
 def test_train_prints_the_test_result_and_writes_the_run(trained_run, capsys):
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["updates"] == 18
-    assert [r["step"] for r in rundir.read_jsonl(trained_run / "metrics.jsonl")] == [6, 12, 18]
+    assert [r["step"] for r in files.read_jsonl(trained_run / "metrics.jsonl")] == [6, 12, 18]
 
 
 def test_tag_text_format_from_arguments(trained_run, capsys):

@@ -83,7 +83,7 @@ def test_real_step_timings_are_positive():
 
 
 def test_cold_first_epoch_is_measured_on_the_studys_finished_runs(tmp_path):
-    from normlab.train.rundir import append_jsonl, atomic_write_json
+    from normlab.files import append_jsonl, atomic_write_json
 
     s = StudySettings(kind="resnet", out=str(tmp_path), data="d", epochs=1, jobs=1, variants=["nn"])
     assert E.cold_start_seconds(s, "cpu") == E.COLD_START_SECONDS["cpu"]  # nothing finished: the constant

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from normlab import files
 from normlab.norms import make_norm
-from normlab.train import ner, rundir
+from normlab.train import ner
 from normlab.train import resnet as T
 from normlab.train.resnet import fit
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.gpu
 
 def test_resnet_on_cuda_resumes_to_the_uninterrupted_run(tiny_folder, tmp_path, monkeypatch):  # noqa: F811
     whole = fit(resnet_cfg(tiny_folder, tmp_path / "whole", device="cuda"), progress=False)
-    cfg = rundir.read_json(tmp_path / "whole" / "config.json")
+    cfg = files.read_json(tmp_path / "whole" / "config.json")
     assert cfg["env"]["device"].startswith("cuda") and whole["status"] == "finished"
 
     def interrupt(out, records, cfg):
@@ -37,8 +38,8 @@ def test_resnet_on_cuda_resumes_to_the_uninterrupted_run(tiny_folder, tmp_path, 
         with pytest.raises(KeyboardInterrupt):
             fit(resnet_cfg(tiny_folder, tmp_path / "cut", device="cuda"), progress=False)
     resumed = fit(resnet_cfg(tiny_folder, tmp_path / "cut", device="cuda", resume=True), progress=False)
-    a = rundir.read_jsonl(tmp_path / "whole" / "metrics.jsonl")
-    b = rundir.read_jsonl(tmp_path / "cut" / "metrics.jsonl")
+    a = files.read_jsonl(tmp_path / "whole" / "metrics.jsonl")
+    b = files.read_jsonl(tmp_path / "cut" / "metrics.jsonl")
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [1, 2]
     # cuDNN may pick other kernels after a restart: equal up to float noise, not bit for bit
     assert b[-1]["val_loss"] == pytest.approx(a[-1]["val_loss"], rel=1e-3)

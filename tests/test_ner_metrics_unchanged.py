@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from normlab.train import ner, rundir
+from normlab import files
+from normlab.train import ner
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_micro_f1", "val_macro_f1", "val_entity_f1")
 # (step, *METRICS) of each metrics.jsonl entry, then the best checkpoint's test metrics.
@@ -48,7 +49,7 @@ def test_a_short_run_learns_what_it_learnt_before_the_speed_ups(case, gmb_csv_zi
                         char_hidden=8, limit_train=800, limit_eval=200, epochs=2, batch_size=16, eval_every=25,
                         train_eval_size=100, seed=3, **settings)
     summary = ner.fit(cfg, progress=False)
-    got = rundir.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    got = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in got] == [r[0] for r in records]
     bad = [(r["step"], k, r[k], want) for r, row in zip(got, records) for k, want in zip(METRICS, row[1:])
            if not close(k, r[k], want)]

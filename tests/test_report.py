@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from normlab.files import atomic_write_json, read_json
 from normlab.study.grids import StudySettings, variants_for
 from normlab.report.write import load_study, write_report
-from normlab.train.rundir import atomic_write_json, read_json
 
 SPLITS = ("train", "val", "test")
 KEYS3 = (("accuracy", "acc"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"))

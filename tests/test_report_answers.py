@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from normlab.files import atomic_write_json, read_json
 from normlab.report.common import Measured, ranking, ranking_sentence
 from normlab.report.stats import pooled_spread
 from normlab.report.answers_ner import (INIT_TITLE, crf_init_statement, invalid_transition_sentences,
@@ -20,7 +21,6 @@ from normlab.report.answers_resnet import (BATCH_TITLE, PERCENTILE_TITLE, SANITY
 from normlab.study.grids import StudySettings, get_budget, variants_for
 from normlab.report.write import load_study, write_report
 from normlab.report.header import data_files, study_command, wall_time_line
-from normlab.train.rundir import atomic_write_json, read_json
 
 from test_report import make_run
 

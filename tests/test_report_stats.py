@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from normlab.files import atomic_write_json, read_json
 from normlab.report.common import Measured
 from normlab.report.answers_ner import compare_pair
 from normlab.report.stats import (claim_verdict, combination, difference, difference_sentence, estimate_cell,
@@ -17,7 +18,6 @@ from normlab.report.training import matched, stop_reason, stop_text
 from normlab.report.write import load_study
 from normlab.report.load import attempt_times, interval_seconds
 from normlab.report.header import wall_time_line
-from normlab.train.rundir import atomic_write_json, read_json
 
 from test_report import make_run
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import killpoints
+from normlab import files
 from normlab.train import rundir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def without_times(records: list[dict]) -> list[dict]:
 
 
 def summary_without_times(out: Path) -> dict:
-    s = rundir.read_json(out / "summary.json")
+    s = files.read_json(out / "summary.json")
     return {k: v for k, v in s.items() if k not in ("seconds", "seconds_per_epoch")}
 
 
@@ -96,16 +97,16 @@ def test_second_writer_is_refused_and_a_dead_writers_lock_is_not(kind, data, tmp
     if pid == 0:  # pragma: no cover - the child
         import signal
 
-        from normlab.train import rundir as rd
+        from normlab import files
 
-        real = rd.atomic_write_with
+        real = files.atomic_write_with
 
         def stop_after_config(path, write, mode="wb"):
             real(path, write, mode)
             if Path(path).name == "config.json":
                 os.kill(os.getpid(), signal.SIGSTOP)
 
-        rd.atomic_write_with = stop_after_config
+        files.atomic_write_with = stop_after_config
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
@@ -126,12 +127,12 @@ def test_second_writer_is_refused_and_a_dead_writers_lock_is_not(kind, data, tmp
     finally:
         os.kill(pid, 9)  # the first writer dies without releasing anything
         os.waitpid(pid, 0)
-    assert (out / rundir.RUN_LOCK).exists()  # its lock file stays behind ...
+    assert (out / files.RUN_LOCK).exists()  # its lock file stays behind ...
     code, _ = killpoints.run(ARGV[kind](data, out), log=tmp_path / "third.log")  # ... and blocks no one
     assert code == 0, (tmp_path / "third.log").read_text()
     assert "holds no checkpoint" in (tmp_path / "third.log").read_text()
-    assert not (out / rundir.RUN_LOCK).exists()
-    records = rundir.read_jsonl(out / "metrics.jsonl")
+    assert not (out / files.RUN_LOCK).exists()
+    records = files.read_jsonl(out / "metrics.jsonl")
     key = "epoch" if kind == "resnet" else "step"
     assert [r[key] for r in records] == sorted({r[key] for r in records})  # one run's lines, in order
 
@@ -139,13 +140,13 @@ def test_second_writer_is_refused_and_a_dead_writers_lock_is_not(kind, data, tmp
 def test_run_lock_refuses_a_second_holder_and_cleans_up(tmp_path, monkeypatch):
     out = tmp_path / "a" / "run"
     with rundir.RunLock(out):
-        assert (out / rundir.RUN_LOCK).read_text() == f"{os.getpid()}\n"
+        assert (out / files.RUN_LOCK).read_text() == f"{os.getpid()}\n"
         with pytest.raises(ValueError, match=rf"^{out} is being written by another normlab process "
                                              rf"\(pid {os.getpid()}\); wait for it to end, or choose another --out$"):
             rundir.RunLock(out).__enter__()
     assert list(tmp_path.iterdir()) == []  # nothing was written: the folders it made are gone
     with rundir.RunLock(out):
-        rundir.atomic_write_json(out / "config.json", {})
+        files.atomic_write_json(out / "config.json", {})
     assert [p.name for p in out.iterdir()] == ["config.json"]  # the lock file goes, the run's files stay
 
     def no_locks(fd, op):
@@ -198,7 +199,7 @@ def test_a_run_killed_at_any_write_point_ends_as_an_uninterrupted_one(kind, data
     code, points = killpoints.run(ARGV[kind](data, ref), log=tmp_path / "ref.log")
     assert code == 0, (tmp_path / "ref.log").read_text()
     key = "epoch" if kind == "resnet" else "step"
-    want = without_times(rundir.read_jsonl(ref / "metrics.jsonl"))
+    want = without_times(files.read_jsonl(ref / "metrics.jsonl"))
     assert len(want) >= 3
     assert {"before last.pt", "last.pt: temp written", "after last.pt", "before best.pt",
             "metrics.jsonl: half a line", "before summary.json"} <= set(points)
@@ -211,7 +212,7 @@ def test_a_run_killed_at_any_write_point_ends_as_an_uninterrupted_one(kind, data
         code, passed = killpoints.run(ARGV[kind](data, out), kill_at=k, log=log)
         assert code == -9 and passed[-1] == point, (k, point, code)
         code = continue_after_kill(ARGV[kind](data, out), out, log)
-        got = without_times(rundir.read_jsonl(out / "metrics.jsonl")) if out.exists() else []
+        got = without_times(files.read_jsonl(out / "metrics.jsonl")) if out.exists() else []
         leftovers = sorted(p.name for p in out.iterdir() if p.name.endswith((".tmp", ".lock")))
         if code != 0 or got != want or summary_without_times(out) != summary_without_times(ref) or leftovers:
             failures.append(f"killed at {k} ({point}): exit {code}, {key}s {[r[key] for r in got]}, "
@@ -229,11 +230,11 @@ def test_lost_metrics_line_and_best_checkpoint_come_back_from_last_pt(data, tmp_
     _, points = killpoints.run(argv + ["--epochs", "1"], log=log)
     shutil.rmtree(out)
     code, _ = killpoints.run(argv, kill_at=points.index("after last.pt") + 1, log=log)
-    assert code == -9 and not (out / "best.pt").exists() and rundir.read_jsonl(out / "metrics.jsonl") == []
+    assert code == -9 and not (out / "best.pt").exists() and files.read_jsonl(out / "metrics.jsonl") == []
     assert killpoints.run(argv + ["--resume"], log=log)[0] == 0
-    assert [r["epoch"] for r in rundir.read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["epoch"] for r in files.read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
     assert "its metrics line, lost by the interruption, recovered from last.pt" in log.read_text()
-    assert rundir.load_checkpoint(out / "best.pt")["epoch"] == rundir.read_json(out / "summary.json")["best_epoch"]
+    assert rundir.load_checkpoint(out / "best.pt")["epoch"] == files.read_json(out / "summary.json")["best_epoch"]
 
 
 def test_a_folder_left_with_best_pt_and_no_last_pt_starts_afresh(data, tmp_path, capsys):
@@ -251,8 +252,8 @@ def test_a_folder_left_with_best_pt_and_no_last_pt_starts_afresh(data, tmp_path,
         capsys.readouterr()
         assert main(resnet_argv(data["resnet"], out, *resume)) == 0
         assert f"note: {out} holds no checkpoint" in capsys.readouterr().err
-        assert without_times(rundir.read_jsonl(out / "metrics.jsonl")) == \
-            without_times(rundir.read_jsonl(ref / "metrics.jsonl"))
+        assert without_times(files.read_jsonl(out / "metrics.jsonl")) == \
+            without_times(files.read_jsonl(ref / "metrics.jsonl"))
         assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
         shutil.rmtree(out)
 
@@ -294,4 +295,4 @@ def test_a_full_disk_is_one_line_naming_the_file(data, small_disk, tmp_path):
     p = subprocess.run([sys.executable, "-m", "normlab", *resnet_argv(data["resnet"], tmp_path / "moved")],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr
-    assert rundir.read_json(tmp_path / "moved" / "summary.json")["epochs_run"] == 3
+    assert files.read_json(tmp_path / "moved" / "summary.json")["epochs_run"] == 3

@@ -1,36 +1,10 @@
-import json
-
 import numpy as np
 import pytest
 import torch
 
+from normlab import files
 from normlab.train import rundir
 from normlab.train.metrics import classification_metrics
-
-
-def test_atomic_write_leaves_no_temp_on_failure(tmp_path):
-    target = tmp_path / "x.json"
-    rundir.atomic_write_json(target, {"a": 1})
-
-    class Boom:
-        pass
-
-    with pytest.raises(TypeError):
-        rundir.atomic_write_json(target, {"a": Boom()})
-    assert json.loads(target.read_text()) == {"a": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
-
-
-def test_jsonl_ignores_torn_last_line_only(tmp_path):
-    p = tmp_path / "m.jsonl"
-    rundir.append_jsonl(p, {"epoch": 1})
-    rundir.append_jsonl(p, {"epoch": 2})
-    with open(p, "a") as f:
-        f.write('{"epoch": 3')
-    assert [r["epoch"] for r in rundir.read_jsonl(p)] == [1, 2]
-    p.write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
-    with pytest.raises(ValueError, match="line 2"):
-        rundir.read_jsonl(p)
 
 
 def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
@@ -57,8 +31,8 @@ def test_prepare_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
     out = tmp_path / "run"
     assert rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False) is False
     assert not out.exists()  # nothing is created before the run writes its first file
-    rundir.atomic_write_json(out / rundir.CONFIG, {"config": {"lr": 0.1, "device": "cpu", "compile": "auto"}})
-    rundir.atomic_torch_save({"model": {}}, out / rundir.LAST)
+    files.atomic_write_json(out / files.CONFIG, {"config": {"lr": 0.1, "device": "cpu", "compile": "auto"}})
+    rundir.atomic_torch_save({"model": {}}, out / files.LAST)
     with pytest.raises(ValueError, match="already holds a run"):
         rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False)
     with pytest.raises(ValueError, match=r"--resume: settings differ .*--lr: saved 0.1, now 0.2; only --compile, "
@@ -71,7 +45,7 @@ def test_prepare_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
 def test_a_folder_without_a_checkpoint_starts_afresh(tmp_path):
     """A run interrupted before its first checkpoint is not a run to protect (issue 9, item 2)."""
     out = tmp_path / "run"
-    rundir.atomic_write_json(out / rundir.CONFIG, {"config": {"lr": 0.1, "compile": "auto"}})
+    files.atomic_write_json(out / files.CONFIG, {"config": {"lr": 0.1, "compile": "auto"}})
     notes = []
     for resume, cfg in ((False, {"lr": 0.1}), (True, {"lr": 0.1, "compile": "off"}), (True, {"lr": 0.5})):
         assert rundir.prepare_run_dir(out, cfg, resume=resume, note=notes.append) is False

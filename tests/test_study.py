@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from normlab.files import STUDY_LOCK, atomic_write_json, read_json, read_jsonl
 from normlab.study import grids
 from normlab.study.grids import StudySettings, run_command, select_variants, small_batch_lr, variants_for
-from normlab.study.runner import LOCK, plan, run_state, run_study
-from normlab.train.rundir import atomic_write_json, read_json, read_jsonl
+from normlab.study.runner import plan, run_state, run_study
 
 from test_report import check_table_matches_runs, parse_md_table
 
@@ -165,7 +165,7 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
 
 
 def test_second_study_in_the_same_folder_is_refused(tmp_path):
-    fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_CREAT)
+    fd = os.open(tmp_path / STUDY_LOCK, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(ValueError, match="another study \\(or a run it started\\) is still running"):

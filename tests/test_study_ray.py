@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
+from normlab.files import read_json, read_jsonl
 from normlab.study.backends import ClusterSettings
 from normlab.study.ray_backend import install_run
-from normlab.train.rundir import read_json, read_jsonl
 
 from test_report import check_table_matches_runs
 from test_study import slice_gmb

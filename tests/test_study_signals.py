@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import killpoints
-from normlab.train import rundir
+from normlab import files
 from test_run_safety import _tmpfs, slice_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_a_study_started_in_the_background_by_a_script_stops_its_runs_cleanly(ci
     assert "did not stop" not in text and "SIGTERM" not in text
     run_log = (out / "logs/bn-seed0.log").read_text()
     assert f"normlab: interrupted; rerun with --resume to continue from {run_dir / 'last.pt'}" in run_log
-    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / rundir.RUN_LOCK).exists()
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / files.RUN_LOCK).exists()
 
 
 def _interrupt_with(sig: int):
@@ -154,7 +154,7 @@ def test_interrupted_while_writing_the_report_leaves_no_half_report(cifar_slice,
             from normlab.report import write
 
             def half_a_report(study_dir, out=None):
-                rundir.atomic_write_text(Path(study_dir) / "report.md", "# half\n")
+                files.atomic_write_text(Path(study_dir) / "report.md", "# half\n")
                 _interrupt_with(sig)()
 
             report.write_report = half_a_report

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from normlab import files
 from normlab.data.gmb import build_vocabs, read_gmb
 from normlab.models.tagger import BiLSTMTagger
 from normlab.train import ner, rundir
@@ -69,7 +70,7 @@ def test_run_directory_has_every_file_and_key(tiny_data, tmp_path):
     assert cfg["kind"] == "ner" and cfg["config"]["crf"] is True and cfg["env"]["device"] == "cpu"
     assert cfg["data"]["sizes"] == {"train": 96, "val": 24, "test": 24}
     assert cfg["data"]["embeddings"] == {"source": "random", "dim": 12}
-    records = rundir.read_jsonl(run / "metrics.jsonl")
+    records = files.read_jsonl(run / "metrics.jsonl")
     # 96 / 16 = 6 updates an epoch: evaluations at 4, 6 (epoch end), 8, 12 (epoch end).
     assert [r["step"] for r in records] == [4, 6, 8, 12]
     keys = {"step", "epoch", "lr", "seconds", "train_loss", "train_accuracy", "train_micro_f1", "train_macro_f1",
@@ -116,8 +117,8 @@ def test_resume_after_an_interruption_gives_the_same_run(tiny_data, tmp_path):
     assert rundir.load_checkpoint(tmp_path / "b" / "last.pt")["state"]["step"] == 6
     resumed = ner.fit(tiny_cfg(tiny_data, tmp_path / "b", epochs=3, resume=True), progress=False)
 
-    a = rundir.read_jsonl(tmp_path / "a" / "metrics.jsonl")
-    b = rundir.read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    a = files.read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    b = files.read_jsonl(tmp_path / "b" / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [4, 6, 8, 12, 16, 18]
     for ra, rb in zip(_comparable(a), _comparable(b)):
         assert ra.keys() == rb.keys()
@@ -151,7 +152,7 @@ def test_min_delta_stops_on_a_plateau_while_best_pt_keeps_following_every_new_be
     summary = ner.fit(tiny_cfg(tiny_data, out, epochs=6, patience=2, min_delta=0.99, eval_every=0), progress=False)
     assert summary["status"] == "early_stopped" and summary["updates"] == 18
     assert "by more than 0.99" in summary["message"]
-    lines = rundir.read_jsonl(out / "metrics.jsonl")
+    lines = files.read_jsonl(out / "metrics.jsonl")
     scores = [r["val_entity_f1"] for r in lines]
     assert summary["best_step"] == lines[scores.index(max(scores))]["step"]
 
@@ -310,7 +311,7 @@ def test_short_bilstm_crf_on_real_gmb_beats_all_o(gmb_csv_zip, tmp_path):
                         crf=True, limit_train=2000, limit_eval=3000, epochs=2, batch_size=32, eval_every=0,
                         train_eval_size=500)
     summary = ner.fit(cfg, progress=False)
-    records = rundir.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert len(records) == 2 and records[-1]["step"] == 126
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["val_loss"] < records[0]["val_loss"]

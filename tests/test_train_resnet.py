@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from normlab import files
 from normlab.train import resnet as T
 from normlab.train import rundir
 from normlab.train.resnet import ResNetConfig, fit
@@ -145,19 +146,19 @@ def test_run_directory_and_resume_give_the_uninterrupted_result(tiny_folder, tmp
     run = tmp_path / "whole"
     for name in RUN_FILES:
         assert (run / name).stat().st_size > 0, name
-    config = rundir.read_json(run / "config.json")
+    config = files.read_json(run / "config.json")
     assert config["kind"] == "resnet" and config["config"]["n"] == 1 and config["config"]["seed"] == 0
     assert config["env"]["torch"] == torch.__version__ and config["env"]["device"] == "cpu"
     assert config["data"]["sizes"] == {"train": 96, "val": 24, "test": 24}
     assert config["data"]["classes"] == ["class0", "class1", "class2"] and len(config["data"]["mean"]) == 3
-    records = rundir.read_jsonl(run / "metrics.jsonl")
+    records = files.read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [6, 12]
     assert all(list(r) == list(T.METRIC_KEYS) for r in records)
     assert all(set(r["quantiles"]) == {"q01", "q20", "q80", "q99"} for r in records)
     assert all(r["quantiles"]["q01"] <= r["quantiles"]["q20"] <= r["quantiles"]["q80"] <= r["quantiles"]["q99"]
                for r in records)
     assert records[1]["lr"] == pytest.approx(0.05 * 0.5)  # cosine, halfway through the budget
-    assert whole == rundir.read_json(run / "summary.json")
+    assert whole == files.read_json(run / "summary.json")
     assert whole["status"] == "finished" and not whole["diverged"] and whole["epochs_run"] == 2
     assert set(whole["metrics"]) == {"train", "val", "test"}
     assert set(whole["metrics"]["test"]) == {"accuracy", "micro_f1", "macro_f1", "loss"}
@@ -180,15 +181,15 @@ def test_run_directory_and_resume_give_the_uninterrupted_result(tiny_folder, tmp
         with pytest.raises(KeyboardInterrupt):
             fit(tiny_cfg(tiny_folder, cut), progress=False)
     assert rundir.load_checkpoint(cut / "last.pt")["epoch"] == 1 and not (cut / "summary.json").exists()
-    rundir.append_jsonl(cut / "metrics.jsonl", {**records[1], "epoch": 2})
-    rundir.append_jsonl(cut / "metrics.jsonl", {**records[1], "epoch": 3})
+    files.append_jsonl(cut / "metrics.jsonl", {**records[1], "epoch": 2})
+    files.append_jsonl(cut / "metrics.jsonl", {**records[1], "epoch": 3})
     with pytest.raises(ValueError, match="already holds a run"):
         fit(tiny_cfg(tiny_folder, cut), progress=False)
     with pytest.raises(ValueError, match="settings differ"):
         fit(tiny_cfg(tiny_folder, cut, resume=True, lr=0.1), progress=False)
     resumed = fit(tiny_cfg(tiny_folder, cut, resume=True), progress=False)
 
-    assert without_seconds(rundir.read_jsonl(cut / "metrics.jsonl")) == without_seconds(records)
+    assert without_seconds(files.read_jsonl(cut / "metrics.jsonl")) == without_seconds(records)
     a, b = rundir.load_checkpoint(run / "last.pt"), rundir.load_checkpoint(cut / "last.pt")
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
@@ -203,7 +204,7 @@ def test_huge_learning_rate_diverges_with_a_clear_message(tiny_folder, tmp_path)
     assert summary["status"] == "diverged" and summary["diverged"] is True
     assert "non-finite" in summary["message"] and "epoch 1" in summary["message"]
     assert summary["metrics"] is None and summary["best_epoch"] is None and summary["epochs_run"] == 0
-    assert rundir.read_json(tmp_path / "nan" / "summary.json") == summary
+    assert files.read_json(tmp_path / "nan" / "summary.json") == summary
     assert not (tmp_path / "nan" / "best.pt").exists()
     assert "diverged" in (tmp_path / "nan" / "train.log").read_text()
 
@@ -230,7 +231,7 @@ def test_early_stopping_on_validation_accuracy(tiny_folder, tmp_path):
                   progress=False)
     assert summary["status"] == "early_stopped" and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
     assert "early stopped" in summary["message"]
-    assert len(rundir.read_jsonl(tmp_path / "es" / "metrics.jsonl")) == 3
+    assert len(files.read_jsonl(tmp_path / "es" / "metrics.jsonl")) == 3
 
 
 def test_compile_auto_falls_back_to_eager(tiny_folder, tmp_path, monkeypatch):
@@ -269,7 +270,7 @@ def test_short_real_run_learns(cifar_zip, tmp_path):
     cfg = ResNetConfig(n=2, data=str(cifar_zip), limit_train=3000, val_size=1000, batch_size=32, epochs=3,
                        lr=0.05, compile="off", out=str(out), seed=0)
     summary = fit(cfg, progress=False)  # 3 x 93 = 279 steps (the last short batch is dropped)
-    records = rundir.read_jsonl(out / "metrics.jsonl")
+    records = files.read_jsonl(out / "metrics.jsonl")
     assert summary["status"] == "finished" and summary["epochs_run"] == 3
     assert records[-1]["step"] == 279
     assert records[-1]["train_loss"] < records[0]["train_loss"] < math.log(10)

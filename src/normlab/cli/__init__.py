@@ -80,7 +80,7 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
     """How to continue a training run that stopped half-way ('' for other commands)."""
     out = getattr(args, "out", None)
     if getattr(args, "group", None) in ("resnet", "ner") and getattr(args, "func", None) and out:
-        from normlab.train.rundir import LAST
+        from normlab.files import LAST
 
         if (Path(out) / LAST).exists():
             return f"rerun with --resume to continue from {Path(out) / LAST}"

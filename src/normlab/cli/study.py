@@ -202,9 +202,9 @@ def default_jobs(device: str) -> int:
 
 def saved_budget(out: str) -> str | None:
     """The budget of the study already in ``out`` (None when there is none)."""
-    from normlab.train.rundir import read_json
+    from normlab.files import STUDY, read_json
 
-    path = Path(out) / "study.json"
+    path = Path(out) / STUDY
     if not path.is_file():
         return None
     try:

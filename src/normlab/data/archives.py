@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from normlab.train.rundir import atomic_write_with
+from normlab.files import atomic_write_with
 
 __all__ = [
     "UnsafeArchiveError",

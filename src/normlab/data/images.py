@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import archives
-from normlab.train.rundir import atomic_write_with
+from normlab.files import atomic_write_with
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -20,11 +20,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from normlab.files import QUANTILES
 from normlab.report.common import Measured, Section, Verdict, cannot, ranking_sentence
 from normlab.report.stats import (Estimate, Spread, combination, difference, difference_sentence,
                                          estimate_cell, interval_text, pooled_spread, reference_sentence)
 from normlab.report.training import matched
-from normlab.report.load import QUANTILES, StudyData
+from normlab.report.load import StudyData
 from normlab.report.plots import plot_bars, plot_quantiles
 from normlab.report.render import fmt_ints
 

@@ -21,12 +21,10 @@ from typing import Optional
 
 import numpy as np
 
+from normlab.files import CONFIG, EVENTS, METRICS, STUDY, SUMMARY, read_json, read_jsonl
 from normlab.study.grids import RESNET_FULL_EPOCHS, StudySettings, variants_for
-from normlab.train.rundir import CONFIG, METRICS, SUMMARY, read_json, read_jsonl
 
 SPLITS = ("train", "val", "test")
-QUANTILES = ("q01", "q20", "q80", "q99")
-EVENTS = "events.jsonl"
 
 
 
@@ -252,7 +250,7 @@ def load_study(root: Path) -> StudyData:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such study folder")
-    study = read_json(root / "study.json") if (root / "study.json").exists() else None
+    study = read_json(root / STUDY) if (root / STUDY).exists() else None
     run_dirs = sorted(p.parent for p in root.glob("runs/*/seed*/" + CONFIG))
     if study is not None:
         kind = study["kind"]

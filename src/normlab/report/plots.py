@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from normlab.report.load import QUANTILES, StudyData
-from normlab.train.rundir import atomic_savefig
+from normlab.files import QUANTILES, atomic_savefig
+from normlab.report.load import StudyData
 
 
 def _figure(nrows: int, ncols: int, w: float, h: float, **kw):

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from normlab.files import atomic_write_text
 from normlab.report.anomalies import anomaly_sections
 from normlab.report.claims import claims_table
 from normlab.report.common import Section
@@ -35,7 +36,6 @@ from normlab.report.header import header_lines, study_command
 from normlab.report.plots import ZOOM_DROP, plot_curves, plot_ner_grid
 from normlab.report.render import Doc, anchor, render_html, render_md
 from normlab.report.tables import per_run_table, results_table, runs_table
-from normlab.train.rundir import atomic_write_text
 
 __all__ = ["Run", "StudyData", "VariantResult", "build_report", "header_lines", "load_study", "study_command",
            "write_report"]

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
+from normlab.files import CONFIG, EVENTS, METRICS, SUMMARY, append_jsonl, read_json, read_jsonl
 from normlab.study.grids import StudySettings, Variant
 from normlab.study.timefmt import hms
-from normlab.train.rundir import CONFIG, METRICS, SUMMARY, append_jsonl, read_json, read_jsonl
 
-EVENTS = "events.jsonl"
 Log = Callable[[str], None]
 
 

@@ -147,9 +147,9 @@ def check_study_inputs(settings: StudySettings, backend: str = "local") -> None:
     import importlib
     import importlib.util
 
+    from normlab.files import STUDY
+    from normlab.study.runner import _check_settings
     from normlab.train.rundir import check_out_dir
-
-    from normlab.study.runner import STUDY, _check_settings
 
     settings.validate()
     check_out_dir(Path(settings.out))

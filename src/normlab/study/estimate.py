@@ -200,13 +200,13 @@ def cold_start_seconds(settings: StudySettings, device_type: str) -> float:
     import statistics
     from pathlib import Path
 
-    from normlab.train.rundir import read_jsonl
+    from normlab.files import SUMMARY, read_jsonl
 
     if settings.kind != "resnet":
         return 0.0
     extra = []
     for metrics in sorted(Path(settings.out).glob("runs/*/seed*/metrics.jsonl")):
-        if not (metrics.parent / "summary.json").exists():
+        if not (metrics.parent / SUMMARY).exists():
             continue
         try:
             secs = [float(r["seconds"]) for r in read_jsonl(metrics) if r.get("seconds") is not None]

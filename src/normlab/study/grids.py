@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal, Optional, Union
 
 from normlab.config import dataclass_from_dict
+from normlab.files import STUDY
 
 Kind = Literal["resnet", "ner"]
 
@@ -374,7 +375,7 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudySettings":
-        return dataclass_from_dict(cls, d, "study.json")
+        return dataclass_from_dict(cls, d, STUDY)
 
     def shortened(self) -> list[str]:
         """Why this study is shorter than the seed's (empty when it is the full study)."""

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from normlab.files import writing
 from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, default_signals, record_attempt,
                                     record_end, shown_command, threads_per_run)
 from normlab.study.grids import StudySettings, run_command
-from normlab.train.rundir import writing
 
 # After the SIGINT of a stop, how long a run gets to write its checkpoint and exit, then after
 # a SIGTERM; only a run still alive after both is killed (SIGKILL).

@@ -49,12 +49,12 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
+from normlab.files import LAST, STUDY, SUMMARY, atomic_write_text, read_json
 from normlab.hardware import RUNS_PER_GPU
 from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state,
                                     shown_command, threads_per_run)
 from normlab.study.grids import StudySettings, run_command
 from normlab.study.grids import run_dir as grid_run_dir
-from normlab.train.rundir import LAST, SUMMARY, atomic_write_text, read_json
 
 SHARED_TOKEN = ".shared-fs-token"
 SHIPPED_LEFT_BEHIND = (LAST,)  # the run is over: its resume checkpoint stays on the worker (then deleted)
@@ -276,7 +276,7 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
 
 
 def _study_id(out: Path) -> str:
-    created = read_json(out / "study.json").get("created", "")
+    created = read_json(out / STUDY).get("created", "")
     return hashlib.sha256(f"{out.resolve()}|{created}".encode()).hexdigest()[:16]
 
 

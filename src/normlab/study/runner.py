@@ -38,14 +38,11 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from normlab.study.backends import EVENTS, ClusterSettings, Task, Terminated, run_state, threads_per_run
+from normlab.files import CONFIG, LAST, METRICS, RUN_LOCK, STUDY, STUDY_LOCK, SUMMARY, atomic_write_json, read_json
+from normlab.study.backends import ClusterSettings, Task, Terminated, run_state, threads_per_run
 from normlab.study.grids import StudySettings, run_dir, select_variants, variants_for
-from normlab.train.rundir import CONFIG, LAST, METRICS, RUN_LOCK, SUMMARY, atomic_write_json, read_json
 
-__all__ = ["EVENTS", "LOCK", "STUDY", "ClusterSettings", "Task", "plan", "run_state", "run_study"]
-
-STUDY = "study.json"
-LOCK = ".study.lock"
+__all__ = ["ClusterSettings", "Task", "plan", "run_state", "run_study"]
 
 
 # Settings that are paths: relative ones start from the study's working folder (study.json's
@@ -133,7 +130,7 @@ def run_study(settings: StudySettings, *, report: bool = True,
     out = Path(settings.out)
     _check_not_a_run(out)
     out.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    lock_fd = os.open(out / STUDY_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from normlab import files
 from normlab.config import dataclass_from_dict, flag
 from normlab.data.gmb import Sentence, Vocab, build_vocabs, load_splits, normalize_word
 from normlab.models.tagger import BiLSTMTagger, TaggerBatch
@@ -46,8 +47,6 @@ from normlab.train import rundir
 from normlab.train.metrics import classification_metrics
 
 VOCAB = "vocab.json"
-LOG = "train.log"
-CURVES = "curves.png"
 
 Status = Literal["finished", "early_stopped", "diverged"]
 
@@ -485,7 +484,7 @@ class TaggerBundle:
     device: torch.device
 
 
-def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = rundir.BEST) -> TaggerBundle:
+def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = files.BEST) -> TaggerBundle:
     """Load a trained tagger from a run directory without running code from it.
 
     Settings and vocabularies come from ``vocab.json`` (JSON), weights from
@@ -499,7 +498,7 @@ def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = rund
         if not p.is_file():
             raise ValueError(f"expected a run directory of `normlab ner train` holding {VOCAB} and {checkpoint}, "
                              f"got {str(run_dir)!r} without {p.name}")
-    meta = rundir.read_json(vocab_path)
+    meta = files.read_json(vocab_path)
     if not isinstance(meta, dict) or meta.get("kind") != "ner" or "model" not in meta:
         raise ValueError(f"{vocab_path}: expected a normlab NER vocabulary file, got something else")
     try:
@@ -507,7 +506,7 @@ def load_tagger(run_dir: str | Path, device: str = "cpu", checkpoint: str = rund
         model = BiLSTMTagger(**meta["model"])
     except (ValueError, TypeError) as e:
         raise ValueError(f"{vocab_path}: expected a normlab NER vocabulary file, got a damaged one ({e})") from None
-    _check_vocabularies(vocabs, meta["model"], vocab_path, run_dir / rundir.CONFIG)
+    _check_vocabularies(vocabs, meta["model"], vocab_path, run_dir / files.CONFIG)
     dev = rundir.select_device(device)
     state = rundir.load_checkpoint(ckpt_path, map_location=dev)
     rundir.load_weights(model, state, ckpt_path, str(vocab_path))
@@ -541,7 +540,7 @@ def _check_vocabularies(vocabs: dict[str, Vocab], model: dict, vocab_path: Path,
         refuse(f"its tags {tags[:4]}... are not the model's tag_names {list(model['tag_names'])[:4]}... "
                f"(in that order)")
     try:
-        saved = rundir.read_json(config_path).get("data", {}).get("tags") if config_path.is_file() else None
+        saved = files.read_json(config_path).get("data", {}).get("tags") if config_path.is_file() else None
     except (ValueError, AttributeError):  # a damaged config.json does not stop tagging: vocab.json is the model's
         saved = None
     if isinstance(saved, list) and saved != tags:
@@ -614,7 +613,7 @@ def plot_ner_curves(path: Path, records: Sequence[dict], title: Optional[str] = 
         ax.legend()
     if title:
         fig.suptitle(title)
-    rundir.atomic_savefig(fig, path, dpi=110)
+    files.atomic_savefig(fig, path, dpi=110)
 
 
 def limit_sentences(sentences: list, n: Optional[int], seed: int, shuffled: bool) -> list:
@@ -669,8 +668,8 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
         (tqdm.write if progress else print)(msg)
         if log_file is None:
             out.mkdir(parents=True, exist_ok=True)
-            log_file = open(out / LOG, "a")
-        with rundir.writing(out / LOG):
+            log_file = open(out / files.LOG, "a")
+        with files.writing(out / files.LOG):
             log_file.write(msg + "\n")
             log_file.flush()
 
@@ -722,15 +721,15 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
         unk_id = vocabs["words"].unk_index
 
         if not resuming:
-            rundir.atomic_write_json(out / rundir.CONFIG, {
+            files.atomic_write_json(out / files.CONFIG, {
                 "kind": "ner", "config": config_dict, "env": rundir.environment_info(device),
-                "data": {"files": [rundir.file_fingerprint(f) for f in cfg.data], "split_seed": cfg.split_seed, "limit_train": cfg.limit_train,
+                "data": {"files": [files.file_fingerprint(f) for f in cfg.data], "split_seed": cfg.split_seed, "limit_train": cfg.limit_train,
                          "limit_eval": cfg.limit_eval,
                          "sizes": {"train": len(train_s), "val": len(splits["val"]), "test": len(splits["test"])},
                          "sizes_before_limit": sizes_before_limit,
                          "vocab_sizes": {k: len(v) for k, v in vocabs.items()}, "tags": tag_names,
                          "embeddings": emb_info}})
-            rundir.atomic_write_json(out / VOCAB, {
+            files.atomic_write_json(out / VOCAB, {
                 "kind": "ner", "words": vocabs["words"].to_json(), "chars": vocabs["chars"].to_json(),
                 "tags": vocabs["tags"].to_json(), "model": settings})
             rundir.start_afresh(out)  # what a run that died before its first checkpoint left
@@ -741,16 +740,16 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
               "train_seconds": 0.0,
               "seconds": 0.0, "stopped": None, "message": ""}
         if resuming:
-            ck = rundir.load_checkpoint(out / rundir.LAST, map_location=device)
-            rundir.load_weights(model, ck, out / rundir.LAST, str(out / rundir.CONFIG))
+            ck = rundir.load_checkpoint(out / files.LAST, map_location=device)
+            rundir.load_weights(model, ck, out / files.LAST, str(out / files.CONFIG))
             opt.load_state_dict(ck["optimizer"])
             st.update(ck["state"])
             st.setdefault("plateau_score", st["best_score"])  # a checkpoint from before min_delta
             rundir.restore_rng_state(ck["rng"])
             _, lost = rundir.recover(out, ck, "step", st["best_step"] == st["step"])
-            log(f"resumed from {out / rundir.LAST} at update {st['step']} (epoch {st['epoch']}, "
+            log(f"resumed from {out / files.LAST} at update {st['step']} (epoch {st['epoch']}, "
                 f"batch {st['batch_in_epoch']})"
-                + (f"; its metrics line, lost by the interruption, recovered from {rundir.LAST}" if lost else ""))
+                + (f"; its metrics line, lost by the interruption, recovered from {files.LAST}" if lost else ""))
         else:
             log(f"{_describe(cfg)}: train {len(train_s)}, val {len(splits['val'])}, test {len(splits['test'])} "
                 f"sentences; {sum(p.numel() for p in model.parameters()):,} parameters; device {device}")
@@ -850,13 +849,13 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
             st["message"] = (f"finished {st['epoch']} epochs; best validation entity F1 {st['best_score']:.4f} "
                              f"at update {st['best_step']}")
             log(st["message"])
-        records = rundir.read_jsonl(out / rundir.METRICS)
+        records = files.read_jsonl(out / files.METRICS)
         if records:
-            plot_ner_curves(out / CURVES, records, title=_describe(cfg))
+            plot_ner_curves(out / files.CURVES, records, title=_describe(cfg))
         metrics = None
-        if (out / rundir.BEST).exists():
-            rundir.load_weights(model, rundir.load_checkpoint(out / rundir.BEST, map_location=device),
-                                out / rundir.BEST, str(out / rundir.CONFIG))
+        if (out / files.BEST).exists():
+            rundir.load_weights(model, rundir.load_checkpoint(out / files.BEST, map_location=device),
+                                out / files.BEST, str(out / files.CONFIG))
             metrics = {split: evaluate(model, enc[split], tag_names, batch_size=cfg.eval_batch_size, device=device)
                        for split in ("train", "val", "test")}
             log("best checkpoint: " + "; ".join(
@@ -870,7 +869,7 @@ def _fit(cfg: NERConfig, out: Path, device: torch.device, progress: bool,
             "seconds_per_epoch": st["train_seconds"] / epochs_run if epochs_run else None,
             "seconds": time.perf_counter() - start, "metrics": metrics,
         }
-        rundir.atomic_write_json(out / rundir.SUMMARY, summary)
+        files.atomic_write_json(out / files.SUMMARY, summary)
         return summary
     finally:
         if log_file is not None:

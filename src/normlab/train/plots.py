@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from normlab.train.rundir import atomic_savefig
+from normlab.files import atomic_savefig
 
 
 def plot_curves(path: Path, x: Sequence[float], series: Mapping[str, Sequence[float | None]], *,

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab import files
 from normlab.config import dataclass_from_dict
 from normlab.config import flag as option
 from normlab.train import rundir
@@ -54,8 +55,6 @@ REFERENCE_BATCH_SIZE = 128
 # its augmented batches.
 METRIC_KEYS = ("epoch", "step", "lr", "seconds", "train_loss", "train_accuracy", "train_error",
                "val_loss", "val_accuracy", "val_error", "val_micro_f1", "val_macro_f1", "quantiles")
-QUANTILES = {"q01": 0.01, "q20": 0.20, "q80": 0.80, "q99": 0.99}
-LOG = "train.log"
 
 
 @dataclass
@@ -283,7 +282,7 @@ class _Log:
     def __call__(self, line: str, err: bool = False, echo: bool = True) -> None:
         if self.echo and echo:
             print(line, file=sys.stderr if err else sys.stdout, flush=True)
-        with rundir.writing(self.path), open(self.path, "a") as f:
+        with files.writing(self.path), open(self.path, "a") as f:
             f.write(line + "\n")
 
 
@@ -327,8 +326,8 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, cfg: R
     out["loss"] = float(loss_sum) / len(y)
     if features:
         flat = torch.cat(feats).flatten()  # shape: (N * 64,)
-        q = torch.quantile(flat.cpu(), torch.tensor(list(QUANTILES.values())))
-        out["quantiles"] = {k: float(v) for k, v in zip(QUANTILES, q)}
+        q = torch.quantile(flat.cpu(), torch.tensor(list(files.QUANTILES.values())))
+        out["quantiles"] = {k: float(v) for k, v in zip(files.QUANTILES, q)}
     return out
 
 
@@ -399,7 +398,7 @@ class _Net:
 def _checkpoint(cfg, model, optimizer, scheduler, gen, state: dict) -> dict:
     return {
         "kind": "resnet",
-        "config": rundir.to_jsonable(cfg),
+        "config": files.to_jsonable(cfg),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -441,10 +440,10 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
     from normlab.data.images import channel_stats, iterate_batches, load_images, train_val_split
     from normlab.norms import clip_gates_
 
-    resuming = rundir.prepare_run_dir(out, rundir.to_jsonable(cfg), cfg.resume)
+    resuming = rundir.prepare_run_dir(out, files.to_jsonable(cfg), cfg.resume)
     if resuming:
         rundir.check_same_data(out, [cfg.data])
-    log = _Log(out / LOG)
+    log = _Log(out / files.LOG)
 
     # --- data: validation carved first, then the optional training limit, all seeded by split_seed
     ds = load_images(cfg.data, cfg.data_dir, download=True)
@@ -466,7 +465,7 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
     # step; with reshuffling every epoch, dropping it still shows every image equally often.
     steps_per_epoch = len(tr_y) // cfg.batch_size
     data_info = {
-        "source": ds.source, "file": rundir.file_fingerprint(cfg.data), "classes": list(ds.classes),
+        "source": ds.source, "file": files.file_fingerprint(cfg.data), "classes": list(ds.classes),
         "num_classes": num_classes,
         "sizes": {"train": int(len(tr_y)), "val": int(len(va_y)), "test": int(len(ds.test_y))},
         "val_seed": cfg.split_seed, "mean": mean_list, "std": std_list,
@@ -484,8 +483,8 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
 
     state = {"epoch": 0, "step": 0, "best_val_accuracy": None, "best_epoch": None, "bad_epochs": 0}
     if resuming:
-        ckpt = rundir.load_checkpoint(out / rundir.LAST, map_location=device)
-        rundir.load_weights(model, ckpt, out / rundir.LAST, f"{out / rundir.CONFIG}")
+        ckpt = rundir.load_checkpoint(out / files.LAST, map_location=device)
+        rundir.load_weights(model, ckpt, out / files.LAST, f"{out / files.CONFIG}")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         try:
@@ -496,10 +495,10 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
         rundir.restore_rng_state(ckpt["rng"])
         state = {k: ckpt[k] for k in state}
         records, lost = rundir.recover(out, ckpt, "epoch", state["best_epoch"] == state["epoch"])
-        log(f"resumed from {out / rundir.LAST} after epoch {state['epoch']}"
-            + (f" (its metrics line, lost by the interruption, recovered from {rundir.LAST})" if lost else ""))
+        log(f"resumed from {out / files.LAST} after epoch {state['epoch']}"
+            + (f" (its metrics line, lost by the interruption, recovered from {files.LAST})" if lost else ""))
     else:
-        rundir.atomic_write_json(out / rundir.CONFIG, {
+        files.atomic_write_json(out / files.CONFIG, {
             "kind": "resnet", "config": cfg, "env": rundir.environment_info(device), "data": data_info,
             "derived": {"effective_lr": cfg.effective_lr, "steps_per_epoch": steps_per_epoch,
                         "parameters": sum(p.numel() for p in model.parameters())},
@@ -603,9 +602,9 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
 
     # --- summary from the best checkpoint; the test split is read only here
     metrics = None
-    if (out / rundir.BEST).exists() and state["best_epoch"] is not None:
-        best = rundir.load_checkpoint(out / rundir.BEST, map_location=device)
-        rundir.load_weights(model, best, out / rundir.BEST, f"{out / rundir.CONFIG}")
+    if (out / files.BEST).exists() and state["best_epoch"] is not None:
+        best = rundir.load_checkpoint(out / files.BEST, map_location=device)
+        rundir.load_weights(model, best, out / files.BEST, f"{out / files.CONFIG}")
         te_x, te_y = _as_tensor(ds.test_x).to(device), _as_tensor(ds.test_y).to(device)
         metrics = {}
         for split, (x, y) in {"train": (tr_x, tr_y), "val": (va_x, va_y), "test": (te_x, te_y)}.items():
@@ -632,7 +631,7 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
         "channels_last": net.channels_last,
         "metrics": metrics,
     }
-    rundir.atomic_write_json(out / rundir.SUMMARY, summary)
+    files.atomic_write_json(out / files.SUMMARY, summary)
     log(f"{status}: {summary['message']}")
     log(f"results in {out}")
     return summary
@@ -640,5 +639,5 @@ def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> 
 
 def _plots(out: Path, records: list[dict], cfg: ResNetConfig) -> None:
     title = f"ResNet-{6 * cfg.n + 2}, norm={cfg.norm}, batch {cfg.batch_size}"
-    plot_error_curves(out / "curves.png", records, title=title)
+    plot_error_curves(out / files.CURVES, records, title=title)
     plot_quantiles(out / "quantiles.png", records, title=title)

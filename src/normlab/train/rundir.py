@@ -10,9 +10,9 @@ Layout shared by every run of normlab (ResNet and NER alike)::
                           its presence means the run finished)
     <out>/.run.lock       held while a process writes the folder (``RunLock``)
 
-Every file is written atomically (temp file in the same folder, then
-``os.replace``), so an interrupted run never leaves a half-written file.
-An evaluation is committed by ``commit``: ``last.pt`` first, holding the
+Every file is written through ``normlab.files`` (atomically: temp file in the
+same folder, then ``os.replace``), so an interrupted run never leaves a
+half-written file. An evaluation is committed by ``commit``: ``last.pt`` first, holding the
 evaluation's metrics line, then ``best.pt`` and the line in
 ``metrics.jsonl``; a run killed between these writes gets the others back
 from ``last.pt`` on ``--resume`` (``recover``). A write that finds the disk
@@ -23,104 +23,28 @@ never runs code from the file.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import json
 import os
 import platform
 import random
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-BEST = "best.pt"
-LAST = "last.pt"
-SUMMARY = "summary.json"
-RUN_LOCK = ".run.lock"
-STUDY_FILE = "study.json"  # the mark of a study folder (normlab.study.runner.STUDY)
-
-
-class DiskFullError(OSError):
-    """A write found the disk (or the quota) full; ``filename`` is the file being written."""
-
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(errno.ENOSPC, "no space left on device", str(path))
-
-
-def _is_disk_full(e: BaseException | None) -> bool:
-    """Whether ``e`` or an exception it was raised from is ENOSPC/EDQUOT (torch.save wraps the
-    OSError of its file object in a RuntimeError)."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-@contextlib.contextmanager
-def writing(path: Path | str):
-    """Turn a full disk met while writing ``path`` into a ``DiskFullError`` naming it."""
-    try:
-        yield
-    except DiskFullError:
-        raise
-    except Exception as e:
-        if _is_disk_full(e):
-            raise DiskFullError(path) from None
-        raise
-
-
-def atomic_write_with(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it to ``path``."""
-    path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with writing(path):
-            with os.fdopen(fd, mode) as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_with(path, lambda f: f.write(text), "w")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_with(path, lambda f: f.write(data), "wb")
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+# Writes go through the module (files.append_jsonl, not a copy of the name): tests/killpoints.py
+# replaces files.atomic_write_with and files.append_jsonl to stop a run at each write.
+from normlab import files
+from normlab.files import (BEST, CONFIG, LAST, METRICS, RUN_LOCK, STUDY, STUDY_LOCK, SUMMARY, file_fingerprint, read_json,
+                           read_jsonl, rewrite_jsonl, to_jsonable, writing)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_write_with(path, lambda f: torch.save(obj, f), "wb")
-
-
-def atomic_savefig(fig, path: Path, **kw) -> None:
-    """Save a matplotlib figure atomically (format taken from the path's suffix)."""
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    atomic_write_with(path, lambda f: fig.savefig(f, format=fmt, **kw), "wb")
+    files.atomic_write_with(path, lambda f: torch.save(obj, f), "wb")
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
@@ -187,75 +111,6 @@ def load_weights(model: torch.nn.Module, ckpt: dict, path: Path, against: str = 
         raise ValueError(f"{path}: refused: its weights do not match the model of {against} ({first})") from None
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Turn dataclasses, paths, numpy and torch scalars into plain JSON values."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else (float("inf") if obj > 0 else float("-inf"))
-    return obj
-
-
-def read_json(path: Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one record as a line and fsync, so a crash loses at most that line."""
-    path = Path(path)
-    line = json.dumps(to_jsonable(record)) + "\n"
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSONL file; a torn last line (from a crash) is ignored, any other bad line is an error."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines):
-                break  # torn final line from an interrupted write
-            raise ValueError(f"{path}: line {i}: not valid JSON ({e.msg})") from e
-    return out
-
-
-def rewrite_jsonl(path: Path, records: Iterable[dict]) -> None:
-    """Atomically replace a JSONL file (used on resume to drop entries newer than last.pt)."""
-    atomic_write_text(path, "".join(json.dumps(to_jsonable(r)) + "\n" for r in records))
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -265,7 +120,8 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state_for_checkpoint() -> dict:
-    """``rng_state`` in a form ``weights_only`` loading accepts (tensors and plain values)."""
+    """Every RNG's state (Python, numpy, torch, CUDA) in a form ``weights_only`` loading accepts
+(tensors and plain values)."""
     py = random.getstate()
     np_state = np.random.get_state()
     state = {
@@ -358,23 +214,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def file_fingerprint(path: str | Path) -> dict:
-    """A data file as a report names it: the path as given (relative, as typed), its size and SHA-256.
-
-    Folders and non-files (e.g. ``cifar10``, a download name) get the path only.
-    """
-    import hashlib
-
-    p = Path(path)
-    if not p.is_file():
-        return {"path": str(path)}
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return {"path": str(path), "bytes": p.stat().st_size, "sha256": h.hexdigest()}
-
-
 def check_same_data(out: Path, paths: Iterable[str | Path], option: str = "--data") -> None:
     """On ``--resume``: refuse data files whose contents differ from those the run started with.
 
@@ -427,9 +266,9 @@ def has_checkpoint(out: Path) -> bool:
 def check_not_a_study(out: Path, option: str = "--out") -> None:
     """Refuse to write a run into a study's folder (its runs live in ``<study>/runs/``)."""
     out = Path(out)
-    if (out / STUDY_FILE).exists() or (out / ".study.lock").exists():
+    if (out / STUDY).exists() or (out / STUDY_LOCK).exists():
         raise ValueError(f"{option} {out}: expected a run folder, got a study's folder (it holds "
-                         f"{STUDY_FILE}); choose another --out")
+                         f"{STUDY}); choose another --out")
 
 
 class RunLock:
@@ -546,7 +385,7 @@ def commit(out: Path, ckpt: dict, record: dict, best: bool) -> None:
     atomic_torch_save(ckpt, out / LAST)
     if best:
         atomic_torch_save(ckpt, out / BEST)
-    append_jsonl(out / METRICS, record)
+    files.append_jsonl(out / METRICS, record)
 
 
 def recover(out: Path, ckpt: dict, key: str, is_best: bool) -> tuple[list[dict], Optional[dict]]:
