@@ -201,3 +201,27 @@ def test_download_keeps_only_a_verified_file(tmp_path):
     with pytest.raises(ValueError, match=r"downloaded file has MD5 [0-9a-f]{32}, expected f{32}; deleted it"):
         archives.download(src.as_uri(), bad, "f" * 32)
     assert list(bad.parent.iterdir()) == []  # neither the file nor a .part remains
+
+
+def test_one_reading_of_archive_zip_member_in_any_case(tmp_path):
+    """``x.zip:member`` is read one way everywhere (GMB, GloVe, NERConfig, the study's checks)."""
+    assert archives.split_member("a/b.zip:inner.txt") == (Path("a/b.zip"), "inner.txt")
+    assert archives.split_member("a/B.ZIP:dir/inner.txt") == (Path("a/B.ZIP"), "dir/inner.txt")
+    assert archives.split_member("a/b.zip") == (Path("a/b.zip"), None)
+    odd = tmp_path / "odd.zip:name.txt"  # a file whose own name holds ".zip:" is never split
+    odd.write_text("x")
+    assert archives.split_member(odd) == (odd, None)
+    z = tmp_path / "GMB.ZIP"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.txt", b"one")
+        zf.writestr("b.txt", b"two")
+    assert archives.read_bytes(f"{z}:b.txt") == (b"two", f"{z}:b.txt")
+
+
+def test_ner_config_reads_a_zip_member_as_the_data_readers_do(tmp_path):
+    from normlab.train.ner import NERConfig
+
+    z = tmp_path / "GMB.ZIP"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("ner.txt", b"x")
+    NERConfig(data=[f"{z}:ner.txt"], out=str(tmp_path / "r"))._validate()  # upper-case .ZIP: was refused

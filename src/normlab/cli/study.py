@@ -153,9 +153,9 @@ def _run_study(args) -> int:
                               max_in_flight=args.jobs if args.cluster == "ray" else None)
     cluster.validate()
     if cluster.backend == "ray":  # a missing Ray is said before the inputs are read
-        from normlab.study.ray_backend import _import_ray
+        from normlab.study.ray_backend import import_ray
 
-        _import_ray()
+        import_ray()
     with sigterm_stops():
         try:
             check_study_inputs(settings, cluster.backend)  # once, before the first run: one line, not N failed runs

@@ -16,20 +16,27 @@ Three doors a downloaded data set could open, and how each is shut:
   refuses absolute names, drive letters and ``..`` parts before a member is
   used.
 
+One data file may come plain, gzipped or inside a zip (:func:`open_binary`,
+compression told by the content); ``archive.zip:member`` names a member of a
+larger zip everywhere a data file is asked for (:func:`split_member`).
+
 Downloads go to a temporary file beside the target and are renamed into place
 only after their MD5 matches, so a broken download never looks complete.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import pickle
 import posixpath
 import tarfile
 import urllib.request
+import zipfile
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 from normlab.files import atomic_write_with
 
@@ -39,6 +46,10 @@ __all__ = [
     "restricted_pickle_load",
     "check_member_name",
     "safe_extract_tar",
+    "split_member",
+    "data_members",
+    "open_binary",
+    "read_bytes",
     "md5sum",
     "download",
 ]
@@ -188,6 +199,83 @@ def safe_extract_tar(archive: str | Path, dest: str | Path) -> Path:
     except tarfile.TarError as e:
         raise ValueError(f"{archive}: not a readable tar archive ({e})") from e
     return dest
+
+
+# --------------------------------------------------------------------------- compressed files and zip members
+
+
+def split_member(path: str | Path) -> tuple[Path, str | None]:
+    """``"a/b.zip:inner.txt"`` -> (Path("a/b.zip"), "inner.txt"); otherwise (Path(path), None).
+
+    The one reading of the ``archive.zip:member`` syntax: the last ``.zip:``, in any case
+    (``B.ZIP:inner.txt``), unless the whole path names an existing file (a file may have
+    ``.zip:`` in its name).
+    """
+    s = str(path)
+    cut = s.lower().rfind(".zip:")
+    if cut >= 0 and not Path(s).exists():
+        return Path(s[: cut + 4]), s[cut + 5 :]
+    return Path(s), None
+
+
+def data_members(zf: zipfile.ZipFile) -> list[str]:
+    """Members that hold data: no folders, no macOS resource forks, no dotfiles."""
+    return [
+        i.filename
+        for i in zf.infolist()
+        if not i.is_dir()
+        and not i.filename.startswith("__MACOSX/")
+        and not Path(i.filename).name.startswith(".")
+    ]
+
+
+@contextmanager
+def open_binary(path: str | Path, *, what: str = "data") -> Iterator[tuple[BinaryIO, str]]:
+    """Open a plain, ``.gz`` or ``.zip`` file for reading bytes; yields (stream, name for messages).
+
+    Compression is detected from the content, not the name. A ``.zip`` must
+    hold a single data member, or the member is named as ``path.zip:member``.
+    The name is ``path`` or ``path.zip:member``, so that an error about a
+    line points at the member inside the archive.
+    """
+    file, member = split_member(path)
+    if not file.is_file():
+        raise ValueError(f"expected a {what} file, got {str(path)!r}: no such file")
+    name = str(file)
+    try:
+        with ExitStack() as stack:
+            with open(file, "rb") as f:
+                magic = f.read(4)
+            if member is not None or magic in (b"PK\x03\x04", b"PK\x05\x06"):
+                zf = stack.enter_context(zipfile.ZipFile(file))
+                if member is None:
+                    members = data_members(zf)
+                    if len(members) != 1:
+                        raise ValueError(
+                            f"{file}: expected a zip with a single {what} member (or one named as "
+                            f"'{file}:MEMBER'), got {len(members)} members: {members[:10]}"
+                        )
+                    member = members[0]
+                try:
+                    stream = stack.enter_context(zf.open(member))
+                except KeyError:
+                    raise ValueError(
+                        f"{file}: no member {member!r} in the zip; members: {data_members(zf)[:10]}"
+                    ) from None
+                name = f"{file}:{member}"
+            elif magic[:2] == b"\x1f\x8b":
+                stream = stack.enter_context(gzip.open(file, "rb"))
+            else:
+                stream = stack.enter_context(open(file, "rb"))
+            yield stream, name  # type: ignore[misc]
+    except (OSError, EOFError, zipfile.BadZipFile) as e:  # a truncated or corrupt archive
+        raise ValueError(f"{name}: expected a readable {what} file, got a broken one ({e})") from None
+
+
+def read_bytes(path: str | Path, *, what: str = "data") -> tuple[bytes, str]:
+    """All bytes of a plain, ``.gz`` or ``.zip`` file (see :func:`open_binary`), and its name."""
+    with open_binary(path, what=what) as (stream, name):
+        return stream.read(), name
 
 
 # --------------------------------------------------------------------------- downloads

@@ -30,7 +30,8 @@ from typing import Iterable
 
 import numpy as np
 
-from normlab.data.gmb import Vocab, _split_zip_member, _zip_data_members, normalize_word, open_binary
+from normlab.data.archives import data_members, open_binary, split_member
+from normlab.data.gmb import Vocab, normalize_word
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,14 @@ def _load_packaged(spec: str) -> tuple[list[str], np.ndarray]:
 
 def _pick_zip_txt(path: str | Path) -> str | Path:
     """A zip without a member name: its only ``.txt`` member (or its only member)."""
-    file, member = _split_zip_member(path)
+    file, member = split_member(path)
     if member is not None or not file.is_file():
         return path
     with open(file, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             return path
     with zipfile.ZipFile(file) as zf:
-        members = _zip_data_members(zf)
+        members = data_members(zf)
     txt = [m for m in members if m.lower().endswith(".txt")]
     if len(txt) == 1:
         return f"{file}:{txt[0]}"
@@ -139,7 +140,7 @@ def load_pretrained(spec: str | Path) -> tuple[list[str], np.ndarray]:
     """
     if isinstance(spec, str) and spec in PACKAGED:
         return _load_packaged(spec)
-    file, _ = _split_zip_member(spec)
+    file, _ = split_member(spec)
     if not file.is_file():
         raise ValueError(
             f"expected {' or '.join(map(repr, PACKAGED))} or a GloVe text file (.txt, .txt.gz, "

@@ -16,7 +16,7 @@ Two file formats are read, detected from the content (and a ``.csv`` name):
    a spreadsheet).
 
 Either may be compressed: ``.gz``, or a ``.zip`` with a single data member
-(``path.zip:member`` picks one member of a larger archive).
+(``path.zip:member`` picks one member of a larger archive; ``normlab.data.archives.open_binary``).
 
 Bad input is a ``ValueError`` naming the file, the line and what was expected.
 
@@ -34,16 +34,15 @@ character model sees the original characters.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import random
 import re
-import zipfile
 from collections import Counter
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
+
+from normlab.data.archives import read_bytes
 
 CSV_HEADER = ("Sentence #", "Word", "POS", "Tag")
 SPLITS = ("train", "val", "test")
@@ -58,79 +57,6 @@ class Sentence:
 
     def __len__(self) -> int:
         return len(self.words)
-
-
-# ---------------------------------------------------------------------------
-# Reading raw bytes: plain, .gz, or one member of a .zip
-
-
-def _split_zip_member(path: str | Path) -> tuple[Path, str | None]:
-    """``"a/b.zip:inner.txt"`` -> (Path("a/b.zip"), "inner.txt"); otherwise (path, None)."""
-    s = str(path)
-    cut = s.lower().rfind(".zip:")
-    if cut >= 0 and not Path(s).exists():
-        return Path(s[: cut + 4]), s[cut + 5 :]
-    return Path(s), None
-
-
-def _zip_data_members(zf: zipfile.ZipFile) -> list[str]:
-    """Members that hold data: no folders, no macOS resource forks, no dotfiles."""
-    return [
-        i.filename
-        for i in zf.infolist()
-        if not i.is_dir()
-        and not i.filename.startswith("__MACOSX/")
-        and not Path(i.filename).name.startswith(".")
-    ]
-
-
-@contextmanager
-def open_binary(path: str | Path, *, what: str = "data") -> Iterator[tuple[BinaryIO, str]]:
-    """Open a plain, ``.gz`` or ``.zip`` file for reading bytes; yields (stream, name for messages).
-
-    Compression is detected from the content, not the name. A ``.zip`` must
-    hold a single data member, or the member is named as ``path.zip:member``.
-    The name is ``path`` or ``path.zip:member``, so that an error about a
-    line points at the member inside the archive.
-    """
-    file, member = _split_zip_member(path)
-    if not file.is_file():
-        raise ValueError(f"expected a {what} file, got {str(path)!r}: no such file")
-    name = str(file)
-    try:
-        with ExitStack() as stack:
-            with open(file, "rb") as f:
-                magic = f.read(4)
-            if member is not None or magic in (b"PK\x03\x04", b"PK\x05\x06"):
-                zf = stack.enter_context(zipfile.ZipFile(file))
-                if member is None:
-                    members = _zip_data_members(zf)
-                    if len(members) != 1:
-                        raise ValueError(
-                            f"{file}: expected a zip with a single {what} member (or one named as "
-                            f"'{file}:MEMBER'), got {len(members)} members: {members[:10]}"
-                        )
-                    member = members[0]
-                try:
-                    stream = stack.enter_context(zf.open(member))
-                except KeyError:
-                    raise ValueError(
-                        f"{file}: no member {member!r} in the zip; members: {_zip_data_members(zf)[:10]}"
-                    ) from None
-                name = f"{file}:{member}"
-            elif magic[:2] == b"\x1f\x8b":
-                stream = stack.enter_context(gzip.open(file, "rb"))
-            else:
-                stream = stack.enter_context(open(file, "rb"))
-            yield stream, name  # type: ignore[misc]
-    except (OSError, EOFError, zipfile.BadZipFile) as e:  # a truncated or corrupt archive
-        raise ValueError(f"{name}: expected a readable {what} file, got a broken one ({e})") from None
-
-
-def read_bytes(path: str | Path, *, what: str = "data") -> tuple[bytes, str]:
-    """All bytes of a plain, ``.gz`` or ``.zip`` file (see :func:`open_binary`), and its name."""
-    with open_binary(path, what=what) as (stream, name):
-        return stream.read(), name
 
 
 # ---------------------------------------------------------------------------

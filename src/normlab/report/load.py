@@ -89,7 +89,7 @@ class VariantResult:
         by_x: dict[float, list[float]] = {}
         for r in pool:
             for m in r.metrics:
-                v = _get(m, key)
+                v = metric_value(m, key)
                 if v is not None and m.get(x) is not None:
                     by_x.setdefault(float(m[x]), []).append(v)
         n = len([r for r in pool if r.metrics])
@@ -108,7 +108,7 @@ class VariantResult:
         return "not finished (" + ", ".join(f"seed {r.seed}: {r.status}" for r in self.runs) + ")"
 
 
-def _get(m: dict, key: str) -> Optional[float]:
+def metric_value(m: dict, key: str) -> Optional[float]:
     """A metrics.jsonl value; ``a.b`` reaches into a nested dict; errors come from accuracies if absent."""
     cur = m
     for part in key.split("."):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from normlab.report.common import Measured
-from normlab.report.load import Run, StudyData, _get
+from normlab.report.load import Run, StudyData, metric_value
 
 STOP_WORDS = {"early_stopped": "plateau", "finished": "cap", "diverged": "diverged"}
 
@@ -64,7 +64,7 @@ def best_up_to(run: Run, key: str, limit: float, x: str) -> Optional[tuple[float
     values, as training keeps the first best (it saves on a strict improvement)."""
     best = None
     for m in run.metrics:
-        at, v = m.get(x), _get(m, key)
+        at, v = m.get(x), metric_value(m, key)
         if at is None or v is None or float(at) > limit:
             continue
         if best is None or v > best[1]:
@@ -138,7 +138,7 @@ def matched(study: StudyData, names: list[str], select_key: str, other_key: Opti
             vals.append(cut[1])
             if other_key is not None:
                 rec = next((r2 for r2 in r.metrics if r2.get(x) is not None and float(r2[x]) == cut[0]), {})
-                others.append(_get(rec, other_key))
+                others.append(metric_value(rec, other_key))
         m.val[n] = Measured.of(n, vals)
         if other_key is not None:
             m.other[n] = Measured.of(n, others)

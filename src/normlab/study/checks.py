@@ -124,9 +124,9 @@ def _check_image_counts(settings: StudySettings, configs: list) -> None:
 
 
 def _check_path(option: str, path: str, folder_ok: bool = True) -> None:
-    from normlab.data.gmb import _split_zip_member
+    from normlab.data.archives import split_member
 
-    file, _ = _split_zip_member(path)
+    file, _ = split_member(path)
     if not file.exists():
         raise ValueError(f"{option} {path}: no such file{' or folder' if folder_ok else ''}")
     if file.is_dir() and not folder_ok:
@@ -148,13 +148,13 @@ def check_study_inputs(settings: StudySettings, backend: str = "local") -> None:
     import importlib.util
 
     from normlab.files import STUDY
-    from normlab.study.runner import _check_settings
+    from normlab.study.runner import check_saved_settings
     from normlab.train.rundir import check_out_dir
 
     settings.validate()
     check_out_dir(Path(settings.out))
     if (Path(settings.out) / STUDY).is_file():  # a rerun with other settings: refused before the lock file is made
-        _check_settings(Path(settings.out), settings)
+        check_saved_settings(Path(settings.out), settings)
     cli = importlib.import_module(f"normlab.cli.{settings.kind}")
     seed = settings.seed_list()[0]
     variants = select_variants(settings.kind, settings.variants, settings.small_batch_lr)

@@ -60,7 +60,7 @@ SHARED_TOKEN = ".shared-fs-token"
 SHIPPED_LEFT_BEHIND = (LAST,)  # the run is over: its resume checkpoint stays on the worker (then deleted)
 
 
-def _import_ray():
+def import_ray():
     try:
         import ray
     except ImportError:
@@ -283,7 +283,7 @@ def _study_id(out: Path) -> str:
 def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettings, out: Path, lock_fd: int,
               log: Log, estimate: Optional[dict[str, float]] = None, cwd: Optional[Path] = None) -> list[str]:
     """Run ``tasks`` as Ray tasks; return the names of those that failed (``estimate``, ``cwd`` as for local)."""
-    ray = _import_ray()
+    ray = import_ray()
     try:
         connected = connect(ray, cluster.address)
     except KeyboardInterrupt:

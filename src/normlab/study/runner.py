@@ -73,7 +73,7 @@ def _same_paths(saved, now, home: Path) -> bool:
     return saved == now and not os.path.exists(a) and not os.path.exists(b)  # a name such as cifar10
 
 
-def _check_settings(out: Path, settings: StudySettings) -> dict:
+def check_saved_settings(out: Path, settings: StudySettings) -> dict:
     """Compare with a previous study.json in ``out``; return what it holds (or {})."""
     path = out / STUDY
     if not path.exists():
@@ -183,7 +183,7 @@ def _interruptible(phase: str, then: str, log: Callable[[str], None], cleanup: C
 
 
 def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> int:
-    saved = _check_settings(out, settings)
+    saved = check_saved_settings(out, settings)
     tasks = plan(settings)
     home = study_home(out, saved) if saved else Path.cwd().resolve()
     if saved:  # seeds only grow: the study keeps every seed it has run, whatever this call asks for

@@ -41,6 +41,7 @@ from torch import nn
 
 from normlab import files
 from normlab.config import dataclass_from_dict, flag
+from normlab.data.archives import split_member
 from normlab.data.gmb import Sentence, Vocab, build_vocabs, load_splits, normalize_word
 from normlab.models.tagger import BiLSTMTagger, TaggerBatch
 from normlab.train import rundir
@@ -112,10 +113,10 @@ class NERConfig:
         if len(self.data) not in (1, 3):
             raise ValueError(f"expected --data to be 1 GMB file or 3 (train, val, test), got {len(self.data)}: {self.data}")
         for p in self.data:
-            file = p.rsplit(".zip:", 1)[0] + ".zip" if ".zip:" in p and not Path(p).exists() else p
-            if Path(file).is_dir():
+            file, _ = split_member(p)
+            if file.is_dir():
                 raise ValueError(f"--data {p}: expected a GMB data file, got a folder")
-            if not Path(file).is_file():
+            if not file.is_file():
                 raise FileNotFoundError(f"expected a GMB data file, got {p!r}: no such file")
         hints = get_type_hints(type(self))
         for name, hint in hints.items():
