@@ -77,6 +77,21 @@ def test_one_vocabulary_across_commands():
     assert devices == {"auto"}
 
 
+@pytest.mark.parametrize("command, cls", [(("resnet", "train"), T.ResNetConfig), (("ner", "train"), ner.NERConfig)])
+def test_choices_are_the_configs_literals(command, cls):
+    """A flag's choices come from its config field's ``Literal[...]``: one list to change, not two."""
+    import dataclasses
+    import typing
+
+    parser = dict(_commands(build_parser()))[command]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    literal = {n: typing.get_args(h) for n, h in hints.items() if typing.get_origin(h) is typing.Literal}
+    flagged = {a.dest: a.choices for a in parser._actions if a.dest in literal}
+    assert flagged and all(tuple(flagged[n]) == literal[n] for n in flagged), (flagged, literal)
+    assert all(a.dest not in fields or a.dest in literal for a in parser._actions if a.choices and a.dest != "norm")
+
+
 def test_study_lr_scaling_has_the_resnet_name_and_keeps_the_old_one(tmp_path, monkeypatch):
     imgs = tmp_path / "imgs"
     make_image_folder(imgs)

@@ -224,4 +224,4 @@ def test_ner_config_reads_a_zip_member_as_the_data_readers_do(tmp_path):
     z = tmp_path / "GMB.ZIP"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("ner.txt", b"x")
-    NERConfig(data=[f"{z}:ner.txt"], out=str(tmp_path / "r"))._validate()  # upper-case .ZIP: was refused
+    NERConfig(data=[f"{z}:ner.txt"], out=str(tmp_path / "r")).check_data_files()  # .ZIP: was refused

@@ -160,7 +160,7 @@ def test_min_delta_stops_on_a_plateau_while_best_pt_keeps_following_every_new_be
 @pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), True])
 def test_min_delta_out_of_range_is_refused(bad, tiny_data, tmp_path):
     with pytest.raises(ValueError, match="min-delta"):
-        ner.NERConfig(data=tiny_data, out=str(tmp_path / "r"), min_delta=bad)._validate()
+        ner.NERConfig(data=tiny_data, out=str(tmp_path / "r"), min_delta=bad)
 
 
 def test_a_non_finite_loss_stops_the_run_as_diverged_keeping_the_best(tiny_data, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +21,18 @@ def dataclass_from_dict(cls: type[T], d: dict[str, Any], where: str | None = Non
         raise ValueError(f"{prefix}expected {cls.__name__} keys ({', '.join(sorted(names))}), "
                          f"got unknown {', '.join(unknown)}")
     return cls(**d)
+
+
+def defaults(cls: type) -> SimpleNamespace:
+    """The default of every field of the dataclass ``cls`` that has one, without building a ``cls``
+    (whose validation may need a field without a usable default, such as ``NERConfig.data``)."""
+    out = SimpleNamespace()
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            setattr(out, f.name, f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            setattr(out, f.name, f.default_factory())
+    return out
 
 
 # Config fields whose command-line flag is not ``--`` + the name with dashes.

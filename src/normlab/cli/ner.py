@@ -24,10 +24,13 @@ JSON vocabularies).
 
 
 def register(sub) -> None:
-    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
-    from normlab.train.ner import NERConfig
+    from typing import get_args
 
-    d = NERConfig()
+    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
+    from normlab.config import defaults
+    from normlab.train.ner import LossReduction, NERConfig
+
+    d = defaults(NERConfig)  # (a NERConfig needs --data)
     p = sub.add_parser("ner", help="BiLSTM(-CRF) named-entity tagging on GMB: train, tag",
                        description="BiLSTM(-CRF) named-entity tagging on GMB.", formatter_class=HelpFormatter)
     nsub = p.add_subparsers(dest="ner_command", metavar="SUBCOMMAND", required=True)
@@ -71,7 +74,7 @@ def register(sub) -> None:
                    help=f"sentences per update (default {d.batch_size})")
     t.add_argument("--lr", type=finite_float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
     t.add_argument("--momentum", type=finite_float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    t.add_argument("--loss-reduction", choices=("sum", "mean"), default=d.loss_reduction,
+    t.add_argument("--loss-reduction", choices=get_args(LossReduction), default=d.loss_reduction,
                    help="sum: a batch's loss is the sum of its sentences' losses, so --lr is the step of "
                         "per-sentence SGD (Lample et al.) and --clip applies per sentence; mean: divided by the "
                         f"batch size (default {d.loss_reduction})")
@@ -130,9 +133,7 @@ def config_from_args(args):
     from normlab.train.ner import NERConfig
 
     names = {f.name for f in dataclasses.fields(NERConfig)}
-    cfg = NERConfig(**{k: v for k, v in vars(args).items() if k in names})
-    cfg._validate()
-    return cfg
+    return NERConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def _train(args) -> int:

@@ -41,9 +41,12 @@ NORM_HELP = {
 
 
 def register(sub) -> None:
+    from typing import get_args
+
     from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
     from normlab.norms import DEFAULT_GN_GROUPS, NORM_NAMES
-    from normlab.train.resnet import REFERENCE_BATCH_SIZE, ResNetConfig
+    from normlab.train.resnet import (REFERENCE_BATCH_SIZE, CompileMode, LrScaling, ResNetConfig, Schedule,
+                                      ShortcutKind)
 
     d = ResNetConfig()
     p = sub.add_parser("resnet", help="CIFAR ResNets with different normalization layers: train",
@@ -60,7 +63,7 @@ def register(sub) -> None:
                         + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES) + f" (default {d.norm})")
     m.add_argument("--gn-groups", type=int, default=d.gn_groups, metavar="G",
                    help=f"groups of --norm gn; must divide 16, 32 and 64 (default {DEFAULT_GN_GROUPS})")
-    m.add_argument("--shortcut", choices=("A", "projection"), default=d.shortcut,
+    m.add_argument("--shortcut", choices=get_args(ShortcutKind), default=d.shortcut,
                    help="shortcut where a block changes shape: A, parameter-free subsample and zero-pad "
                         f"(the paper's CIFAR choice), or projection, a 1x1 conv + norm (default {d.shortcut})")
 
@@ -84,13 +87,13 @@ def register(sub) -> None:
     o.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"epoch budget (default {d.epochs})")
     o.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help=f"images per step (default {d.batch_size})")
     o.add_argument("--lr", type=finite_float, default=d.lr, help=f"peak SGD learning rate (default {d.lr})")
-    o.add_argument("--lr-scaling", choices=("none", "linear"), default=d.lr_scaling,
+    o.add_argument("--lr-scaling", choices=get_args(LrScaling), default=d.lr_scaling,
                    help=f"none: use --lr as given; linear: --lr x batch-size / {REFERENCE_BATCH_SIZE} "
                         f"(Goyal et al. 2017; for small batches such as 8) (default {d.lr_scaling})")
     o.add_argument("--momentum", type=finite_float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
     o.add_argument("--weight-decay", type=finite_float, default=d.weight_decay,
                    help=f"L2 weight decay, not applied to bin's gates (default {d.weight_decay})")
-    o.add_argument("--schedule", choices=("cosine", "step"), default=d.schedule,
+    o.add_argument("--schedule", choices=get_args(Schedule), default=d.schedule,
                    help="cosine: lr decays to 0 over the epoch budget, every step; step: lr x0.1 at 50%% "
                         f"and 75%% of the epochs (default {d.schedule})")
     o.add_argument("--warmup-epochs", type=finite_float, default=d.warmup_epochs,
@@ -106,7 +109,7 @@ def register(sub) -> None:
     r = t.add_argument_group("runtime")
     r.add_argument("--device", default=d.device,
                    help=f"auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps (default {d.device})")
-    r.add_argument("--compile", choices=("auto", "on", "off"), default=d.compile,
+    r.add_argument("--compile", choices=get_args(CompileMode), default=d.compile,
                    help="torch.compile the model: auto compiles and falls back to eager with a warning when "
                         "no compiler works; on fails instead; off stays eager (the first compiled epoch "
                         f"pays a one-off compile time) (default {d.compile})")

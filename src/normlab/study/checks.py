@@ -164,6 +164,8 @@ def check_study_inputs(settings: StudySettings, backend: str = "local") -> None:
         args = _parse_run(argv[argv.index("normlab") + 1:], v.name)
         _check_run_args(settings, v, seed)
         configs.append(cli.config_from_args(args))  # the run's own validation, naming its flags
+    if settings.kind == "ner":
+        configs[0].check_data_files()  # the runs' own check (every variant reads the same files)
     _check_device(settings.device, backend)
     if settings.kind == "resnet":
         if settings.data and settings.data != "cifar10":

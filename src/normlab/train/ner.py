@@ -50,6 +50,7 @@ from normlab.train.metrics import classification_metrics
 VOCAB = "vocab.json"
 
 Status = Literal["finished", "early_stopped", "diverged"]
+LossReduction = Literal["sum", "mean"]
 
 
 # On a GPU the training loss is checked for divergence every this many updates (a host sync each).
@@ -87,7 +88,7 @@ class NERConfig:
     # Plain SGD on the *summed* batch loss (``loss_reduction``), as Lample et al.'s per-sentence
     # SGD at lr 0.01: each sentence's gradient enters a step at full weight (docs/ner.md).
     momentum: float = 0.0
-    loss_reduction: Literal["sum", "mean"] = "sum"  # "mean" divides the step by the batch size
+    loss_reduction: LossReduction = "sum"  # "mean" divides the step by the batch size
     # Singleton replacement (Lample et al. 2016, §4.3): a training word seen once is fed as
     # <unk> with this probability, so that <unk> is trained for the words it stands for at test time.
     unk_replace: float = 0.5
@@ -105,19 +106,20 @@ class NERConfig:
     device: str = "auto"
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        self._validate()
+
     def _validate(self) -> None:
-        """Refuse bad settings by the flag that sets them (``--lr-decay``), nan and inf included."""
+        """Refuse bad settings by the flag that sets them (``--lr-decay``), nan and inf included.
+
+        The data files are looked for when the run starts (``check_data_files``): a config
+        read back from a run folder is valid wherever its files are.
+        """
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
         self.data = [str(p) for p in self.data]
         if len(self.data) not in (1, 3):
             raise ValueError(f"expected --data to be 1 GMB file or 3 (train, val, test), got {len(self.data)}: {self.data}")
-        for p in self.data:
-            file, _ = split_member(p)
-            if file.is_dir():
-                raise ValueError(f"--data {p}: expected a GMB data file, got a folder")
-            if not file.is_file():
-                raise FileNotFoundError(f"expected a GMB data file, got {p!r}: no such file")
         hints = get_type_hints(type(self))
         for name, hint in hints.items():
             if get_origin(hint) is not Literal:
@@ -169,6 +171,15 @@ class NERConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NERConfig":
         return dataclass_from_dict(cls, d)
+
+    def check_data_files(self) -> None:
+        """Refuse ``data`` files that are missing or folders (``x.zip:member``: the zip)."""
+        for p in self.data:
+            file, _ = split_member(p)
+            if file.is_dir():
+                raise ValueError(f"--data {p}: expected a GMB data file, got a folder")
+            if not file.is_file():
+                raise FileNotFoundError(f"expected a GMB data file, got {p!r}: no such file")
 
 
 def clip_threshold(cfg: NERConfig, batch_sentences: int) -> float:
@@ -644,7 +655,7 @@ def fit(cfg: NERConfig, progress: bool = True, on_update: Optional[Callable[[int
     ``on_update(step)`` is called after every learning update (tests use it to
     interrupt a run; an exception raised there propagates, leaving last.pt).
     """
-    cfg._validate()
+    cfg.check_data_files()
     device = rundir.select_device(cfg.device)
     out = Path(cfg.out)
     rundir.check_out_dir(out)

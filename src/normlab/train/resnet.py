@@ -422,7 +422,6 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
 
     if not isinstance(cfg, ResNetConfig):
         raise ValueError(f"expected a ResNetConfig, got {type(cfg).__name__}")
-    cfg._validate()
     if cfg.norm == "gn" and cfg.gn_groups is None:
         cfg = dataclasses.replace(cfg, gn_groups=DEFAULT_GN_GROUPS)
     out = Path(cfg.out)
