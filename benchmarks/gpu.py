@@ -84,9 +84,10 @@ def _sync(device: torch.device) -> None:
 
 def make_step(norm: str, batch: int, mode: str, device: torch.device, images: int):
     """A closure that runs one training step of the trainer's own pieces, and the eval forward."""
-    from normlab.data.images import iterate_batches
+    from normlab.data.image_batches import iterate_batches
     from normlab.norms import clip_gates_
-    from normlab.train.resnet import ResNetConfig, build_model, build_optimizer
+    from normlab.train.resnet import ResNetConfig, build_model
+    from normlab.train.resnet_optim import build_optimizer
 
     compile_mode, channels_last, bf16 = MODES[mode]
     cfg = ResNetConfig(norm=norm, batch_size=batch, gn_groups=8 if norm == "gn" else None, label_smoothing=0.1,

@@ -17,7 +17,7 @@ of epoch 0 in order. Two races, contenders interleaved, medians of ``--repeats``
   ``BiLSTMTagger.loss``, backward, clip, SGD) against a plain loop of the same model
   (``nn.LSTM`` over packed sequences for the characters of every real word and for the
   words, ``pytorch-crf``'s ``CRF``), scaled to an epoch;
-* **evaluation**: ``normlab.train.ner.evaluate`` of the validation split and of the
+* **evaluation**: ``normlab.train.ner_eval.evaluate`` of the validation split and of the
   2,000-sentence training subsample, what each evaluation of a run costs.
 
 ``--old-src`` adds the code of another checkout (imported as ``normlab_old``) to both races,
@@ -41,10 +41,11 @@ from _race import race  # benchmarks/_race.py: the shared timing loop
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from normlab.data import sentence_batches
 from normlab.data.embeddings import embedding_matrix, extend_with_pretrained, load_pretrained
 from normlab.data.gmb import build_vocabs, load_splits
 from normlab.models.tagger import BiLSTMTagger
-from normlab.train import ner
+from normlab.train import ner, ner_eval
 
 
 class PlainTagger(nn.Module):
@@ -62,7 +63,7 @@ class PlainTagger(nn.Module):
         self.proj = nn.Linear(2 * hidden, num_tags)
         self.crf = CRF(num_tags, batch_first=True)
 
-    def loss(self, batch: ner.TaggerBatch) -> torch.Tensor:
+    def loss(self, batch: sentence_batches.TaggerBatch) -> torch.Tensor:
         mask = batch.mask
         words = batch.chars[mask]  # shape: (N, L)
         lengths = (words != 0).sum(dim=1).clamp(min=1)
@@ -101,7 +102,7 @@ def setup(data: str):
     eval_words = (w for k in ("val", "test") for s in splits[k] for w in s.words)
     vocabs["words"], _ = extend_with_pretrained(vocabs["words"], eval_words, glove_words)
     matrix, _ = embedding_matrix(vocabs["words"], glove_words, vectors, seed=0, source="glove-6b-50d")
-    enc = {k: ner.encode_sentences(splits[k], vocabs) for k in ("train", "val")}
+    enc = {k: sentence_batches.encode_sentences(splits[k], vocabs) for k in ("train", "val")}
     return vocabs, torch.from_numpy(matrix), enc
 
 
@@ -125,7 +126,7 @@ def main(argv=None) -> None:
     settings = ner.model_settings(cfg, vocabs, matrix.shape[1])
     ours = BiLSTMTagger(**{**settings, "pretrained": matrix})
     plain = PlainTagger(matrix, len(vocabs["chars"]), len(tag_names))
-    batches = ner.epoch_batches(enc["train"].lengths, 128, 0, 0, True)
+    batches = sentence_batches.epoch_batches(enc["train"].lengths, 128, 0, 0, True)
     per_epoch = len(batches)
     batches = batches[: args.batches]
     counts = np.bincount(np.concatenate(enc["train"].words), minlength=len(vocabs["words"]))
@@ -138,7 +139,7 @@ def main(argv=None) -> None:
 
         def go():
             for idx in batches:
-                batch = ner.collate(enc["train"], idx, True)
+                batch = sentence_batches.collate(enc["train"], idx, True)
                 drop = singleton[batch.words] & (torch.rand(batch.words.shape) < 0.5)
                 batch.words = batch.words.masked_fill(drop, unk)
                 loss = loss_fn(batch)
@@ -152,8 +153,8 @@ def main(argv=None) -> None:
     sub = np.sort(np.random.default_rng([0, 1]).choice(len(enc["train"]), 2000, replace=False))
 
     def evaluate():
-        ner.evaluate(ours, enc["train"], tag_names, idx=sub)
-        ner.evaluate(ours, enc["val"], tag_names)
+        ner_eval.evaluate(ours, enc["train"], tag_names, idx=sub)
+        ner_eval.evaluate(ours, enc["val"], tag_names)
 
     trainers = {"normlab": train_ours}
     evaluators = {"normlab": evaluate}

@@ -23,6 +23,7 @@ import argparse
 import torch
 from ner import load_old, setup  # benchmarks/ner.py
 
+from normlab.data import sentence_batches
 from normlab.models.tagger import BiLSTMTagger
 from normlab.train import ner
 
@@ -43,14 +44,14 @@ def main(argv=None) -> None:
     for m, _ in models.values():
         m.load_state_dict(new.state_dict())
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, (m, _) in models.items()}
-    batches = ner.epoch_batches(enc["train"].lengths, 128, 0, 0, True)
+    batches = sentence_batches.epoch_batches(enc["train"].lengths, 128, 0, 0, True)
 
     def diff(a, b) -> float:
         return max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
 
     print("update  loss(old)  |param new - old|  |param old@2 threads - old@1|")
     for step in range(args.updates):
-        batch = ner.collate(enc["train"], batches[step], True)
+        batch = sentence_batches.collate(enc["train"], batches[step], True)
         for k, (m, threads) in models.items():
             torch.set_num_threads(threads)
             torch.manual_seed(1000 + step)  # the same dropout draws in every copy

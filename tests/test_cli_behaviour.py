@@ -20,9 +20,11 @@ import pytest
 
 from normlab import files
 from normlab.cli import build_parser, main
+from normlab.data.gmb import limit_sentences
 from normlab.models.tagger import BiLSTMTagger
 from normlab.train import ner
 from normlab.train import resnet as T
+from normlab.train.compiled import CompiledModel
 
 from test_data_images import make_image_folder
 from test_train_ner import synthetic_sentences, write_four_column
@@ -163,7 +165,7 @@ def test_resnet_interrupted_while_compiling_resumes_with_compile_off(tmp_path, c
         raise KeyboardInterrupt  # Ctrl-C during the first compiled step
 
     with monkeypatch.context() as m:
-        m.setattr(T._Net, "guarded", compiling)
+        m.setattr(CompiledModel, "guarded", compiling)
         assert main(argv + ["--compile", "auto"]) == 130
     assert "rerun the same command to start" in capsys.readouterr().err
     assert files.read_json(out / "config.json")["config"]["compile"] == "auto" and not (out / "last.pt").exists()
@@ -220,11 +222,11 @@ def test_patience_0_never_stops_early(gmb, tmp_path):
 
 def test_limit_train_is_a_seeded_random_subset_with_three_files_too():
     sents = list(range(100))
-    a = ner.limit_sentences(sents, 10, seed=0, shuffled=False)
-    assert a == ner.limit_sentences(sents, 10, seed=0, shuffled=False) and len(a) == 10 and a != sents[:10]
-    assert a != ner.limit_sentences(sents, 10, seed=1, shuffled=False) and a == sorted(a)
-    assert ner.limit_sentences(sents, 10, seed=0, shuffled=True) == sents[:10]  # one file: already a seeded shuffle
-    assert ner.limit_sentences(sents, None, seed=0, shuffled=False) is sents
+    a = limit_sentences(sents, 10, seed=0, shuffled=False)
+    assert a == limit_sentences(sents, 10, seed=0, shuffled=False) and len(a) == 10 and a != sents[:10]
+    assert a != limit_sentences(sents, 10, seed=1, shuffled=False) and a == sorted(a)
+    assert limit_sentences(sents, 10, seed=0, shuffled=True) == sents[:10]  # one file: already a seeded shuffle
+    assert limit_sentences(sents, None, seed=0, shuffled=False) is sents
 
 
 # --------------------------------------------------------------------------- IOB1 tags

@@ -15,15 +15,8 @@ import torch
 from PIL import Image
 
 from normlab.data import archives, images
-from normlab.data.images import (
-    CIFAR10_CLASSES,
-    ImageDataset,
-    channel_stats,
-    iterate_batches,
-    load_images,
-    num_batches,
-    train_val_split,
-)
+from normlab.data.image_batches import channel_stats, iterate_batches, num_batches, train_val_split
+from normlab.data.images import CIFAR10_CLASSES, ImageDataset, load_images
 
 PER_BATCH = 6  # images per synthetic official batch
 

@@ -16,6 +16,7 @@ from normlab.norms import make_norm
 from normlab.train import ner
 from normlab.train import resnet as T
 from normlab.train.resnet import fit
+from normlab.train.resnet_data import data_generator
 
 from test_train_ner import tiny_cfg as ner_cfg
 from test_train_ner import tiny_data  # noqa: F401 - a fixture
@@ -81,5 +82,5 @@ def test_norms_under_cuda_bf16_autocast_match_pytorch(name, ref):
 
 def test_data_generator_on_the_runs_gpu():
     dev = torch.device("cuda", torch.cuda.device_count() - 1)
-    gen = T._data_generator(dev, 1)
+    gen = data_generator(dev, 1)
     assert gen.device == dev

@@ -13,7 +13,7 @@ from torch import nn
 
 from normlab.norms import make_norm
 from normlab.train import rundir
-from normlab.train.resnet import _data_generator
+from normlab.train.resnet_data import data_generator
 
 
 class _DeviceTensor(torch.Tensor):
@@ -92,7 +92,7 @@ def test_bf16_autocast_gradients_match_float32():
 
 
 def test_data_generator_keeps_the_device_index():
-    gen = _data_generator(torch.device("cpu"), 5)
+    gen = data_generator(torch.device("cpu"), 5)
     assert gen.device == torch.device("cpu") and gen.initial_seed() == 5
     seen = []
 
@@ -108,8 +108,8 @@ def test_data_generator_keeps_the_device_index():
     real = r.torch.Generator
     try:
         r.torch.Generator = FakeGenerator
-        _data_generator(torch.device("cuda", 3), 0)
-        _data_generator(torch.device("mps"), 0)
+        data_generator(torch.device("cuda", 3), 0)
+        data_generator(torch.device("mps"), 0)
     finally:
         r.torch.Generator = real
     assert seen == [torch.device("cuda", 3), "cpu"]
@@ -119,7 +119,7 @@ def test_data_generator_keeps_the_device_index():
                                                  ("cuda", 128, "default"), ("cpu", 8, "default"),
                                                  ("mps", 8, "default")])
 def test_small_batches_train_under_cuda_graphs_on_a_gpu_only(device, batch, mode):
-    from normlab.train.resnet import compile_mode
+    from normlab.train.compiled import compile_mode
 
     assert compile_mode(torch.device(device), batch) == mode
 

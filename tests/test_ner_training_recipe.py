@@ -8,7 +8,7 @@ import torch
 from normlab.data.embeddings import extend_with_pretrained
 from normlab.data.gmb import Vocab
 from normlab.models.tagger import BiLSTMTagger, TaggerBatch
-from normlab.train import ner
+from normlab.train import ner, ner_eval
 
 
 @pytest.mark.parametrize("crf", [False, True])
@@ -48,17 +48,17 @@ def test_extend_with_pretrained_adds_known_eval_words_after_the_training_words()
 
 def test_type_token_micro_f1_strips_prefixes_and_leaves_out_o():
     gold = ["B-geo", "I-geo", "O", "B-per", "O"]
-    assert ner.type_token_micro_f1(gold, gold) == 1.0
+    assert ner_eval.type_token_micro_f1(gold, gold) == 1.0
     # I-geo for B-geo is right at the token level (types match); the per token is missed.
     pred = ["I-geo", "B-geo", "O", "O", "O"]
     # tp 2 (geo, geo), fp 0, fn 1 (per): P 1, R 2/3, F1 0.8
-    assert ner.type_token_micro_f1(gold, pred) == pytest.approx(0.8)
+    assert ner_eval.type_token_micro_f1(gold, pred) == pytest.approx(0.8)
     # a predicted entity where gold has O is a false positive: tp 2, fp 1, fn 0: P 2/3, R 1, F1 0.8
-    assert ner.type_token_micro_f1(["B-geo", "B-per", "O"], ["B-geo", "B-per", "B-org"]) == pytest.approx(0.8)
+    assert ner_eval.type_token_micro_f1(["B-geo", "B-per", "O"], ["B-geo", "B-per", "B-org"]) == pytest.approx(0.8)
     # a wrong type is both: tp 0, fp 1, fn 1
-    assert ner.type_token_micro_f1(["B-geo"], ["B-per"]) == 0.0
-    assert ner.type_token_micro_f1(["O", "O"], ["O", "O"]) == 0.0
-    assert ner.entity_type("B-geo") == "geo" and ner.entity_type("O") == "O"
+    assert ner_eval.type_token_micro_f1(["B-geo"], ["B-per"]) == 0.0
+    assert ner_eval.type_token_micro_f1(["O", "O"], ["O", "O"]) == 0.0
+    assert ner_eval.entity_type("B-geo") == "geo" and ner_eval.entity_type("O") == "O"
 
 
 @pytest.mark.parametrize("tags, bad", [
@@ -70,8 +70,8 @@ def test_type_token_micro_f1_strips_prefixes_and_leaves_out_o():
     ([], 0),
 ])
 def test_invalid_bio_transitions(tags, bad):
-    assert ner.invalid_bio_transitions([tags]) == bad
-    assert ner.invalid_bio_transitions([tags, tags]) == 2 * bad
+    assert ner_eval.invalid_bio_transitions([tags]) == bad
+    assert ner_eval.invalid_bio_transitions([tags, tags]) == 2 * bad
 
 
 def test_singleton_replacement_trains_the_unk_row(tmp_path):

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from normlab import files
+from normlab.data import sentence_batches
 from normlab.data.gmb import build_vocabs, read_gmb
 from normlab.models.tagger import BiLSTMTagger
-from normlab.train import ner, rundir
+from normlab.train import ner, ner_eval, ner_tag, rundir
 from normlab.train.metrics import classification_metrics
 
 PLACES = ["Paris", "London", "Berlin", "Moscow", "Cairo"]
@@ -91,9 +92,9 @@ def test_run_directory_has_every_file_and_key(tiny_data, tmp_path):
     vocab = json.loads((run / "vocab.json").read_text())
     assert vocab["tags"]["itos"][0] == "O" and vocab["model"]["crf"] is True
     # Reloaded without pickles, the tagger reproduces the best checkpoint's val score.
-    bundle = ner.load_tagger(run)
+    bundle = ner_tag.load_tagger(run)
     val = read_gmb(tiny_data[1])
-    pred = ner.tag(bundle, [list(s.words) for s in val])
+    pred = ner_tag.tag(bundle, [list(s.words) for s in val])
     from seqeval.metrics import f1_score
     assert f1_score([list(s.tags) for s in val], pred) == pytest.approx(summary["metrics"]["val"]["entity_f1"])
     with pytest.raises(ValueError, match="already holds a run"):
@@ -194,11 +195,11 @@ def test_evaluate_equals_a_per_sentence_reference(tiny_data):
                          char_dim=4, char_hidden=3, crf=True, tag_names=names, crf_constraints=False).eval()
     with torch.no_grad():
         model.proj.bias += torch.linspace(0, 2, len(names))  # make some non-O predictions
-    enc = ner.encode_sentences(val, vocabs)
-    got = ner.evaluate(model, enc, names, batch_size=5)
+    enc = sentence_batches.encode_sentences(val, vocabs)
+    got = ner_eval.evaluate(model, enc, names, batch_size=5)
     gold, pred, losses = [], [], []
     for i in range(len(val)):
-        batch = ner.collate(enc, [i], with_chars=True)
+        batch = sentence_batches.collate(enc, [i], with_chars=True)
         pred.append([names[t] for t in model.predict(batch)[0].tolist()])
         gold.append(list(val[i].tags))
         with torch.no_grad():
@@ -228,18 +229,18 @@ def test_vectorized_entity_and_token_scores_equal_seqeval_and_the_per_token_func
     cuts = np.cumsum(lengths)[:-1]
     sents = lambda ids: [[names[t] for t in s] for s in np.split(ids, cuts)]  # noqa: E731
     g, q = sents(gold), sents(pred)
-    got = ner._fast_scores(gold, pred, lengths, names)
+    got = ner_eval._fast_scores(gold, pred, lengths, names)
     assert got["entity_precision"] == pytest.approx(precision_score(g, q), abs=1e-12)
     assert got["entity_recall"] == pytest.approx(recall_score(g, q), abs=1e-12)
     assert got["entity_f1"] == pytest.approx(f1_score(g, q), abs=1e-12)
     assert 0 < got["entity_f1"] < 1
-    assert got["type_micro_f1"] == pytest.approx(ner.type_token_micro_f1(sum(g, []), sum(q, [])), abs=1e-12)
-    assert got["invalid_transitions"] == ner.invalid_bio_transitions(q) > 0
+    assert got["type_micro_f1"] == pytest.approx(ner_eval.type_token_micro_f1(sum(g, []), sum(q, [])), abs=1e-12)
+    assert got["invalid_transitions"] == ner_eval.invalid_bio_transitions(q) > 0
     # The spans themselves, sentence by sentence, as seqeval reads them.
-    kinds = ner._TagKinds(names)
+    kinds = ner_eval._TagKinds(names)
     types = sorted({t[2:] for t in names if t != "O"})
     for ids, s in zip(np.split(gold, cuts)[:10], g[:10]):
-        keys = ner.entity_spans(ids, np.array([len(ids)]), kinds)
+        keys = ner_eval.entity_spans(ids, np.array([len(ids)]), kinds)
         want = sorted(((start * (len(ids) + 1) + end) * len(types) + types.index(t)) for t, start, end in get_entities(s))
         assert sorted(keys.tolist()) == want
 
@@ -247,20 +248,20 @@ def test_vectorized_entity_and_token_scores_equal_seqeval_and_the_per_token_func
 def test_entities_follow_conlleval_and_end_is_exclusive():
     words = ["President", "Bush", "met", "Angela", "Merkel", "in", "Berlin"]
     tags = ["B-per", "I-per", "O", "I-per", "I-per", "O", "B-geo"]
-    assert ner.entities(words, tags) == [["per", 0, 2, "President Bush"], ["per", 3, 5, "Angela Merkel"],
+    assert ner_tag.entities(words, tags) == [["per", 0, 2, "President Bush"], ["per", 3, 5, "Angela Merkel"],
                                          ["geo", 6, 7, "Berlin"]]
 
 
 def test_epoch_batches_are_a_seeded_partition_with_little_padding():
     lengths = np.random.default_rng(0).integers(1, 60, size=1000)
-    a = ner.epoch_batches(lengths, 32, seed=3, epoch=1, bucket=True)
+    a = sentence_batches.epoch_batches(lengths, 32, seed=3, epoch=1, bucket=True)
     assert sorted(np.concatenate(a).tolist()) == list(range(1000))
-    b = ner.epoch_batches(lengths, 32, seed=3, epoch=1, bucket=True)
+    b = sentence_batches.epoch_batches(lengths, 32, seed=3, epoch=1, bucket=True)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    c = ner.epoch_batches(lengths, 32, seed=3, epoch=2, bucket=True)
+    c = sentence_batches.epoch_batches(lengths, 32, seed=3, epoch=2, bucket=True)
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
     pad = lambda bs: sum(lengths[x].max() * len(x) - lengths[x].sum() for x in bs)  # noqa: E731
-    plain = ner.epoch_batches(lengths, 32, seed=3, epoch=1, bucket=False)
+    plain = sentence_batches.epoch_batches(lengths, 32, seed=3, epoch=1, bucket=False)
     assert sorted(np.concatenate(plain).tolist()) == list(range(1000))
     assert pad(a) < 0.2 * pad(plain)
 

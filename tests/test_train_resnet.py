@@ -16,6 +16,7 @@ from normlab import files
 from normlab.train import resnet as T
 from normlab.train import rundir
 from normlab.train.resnet import ResNetConfig, fit
+from normlab.train.resnet_optim import build_optimizer, lr_factor
 
 RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "best.pt", "last.pt", "curves.png",
              "quantiles.png", "summary.json")
@@ -103,15 +104,15 @@ def test_linear_lr_scaling_for_small_batches():
 
 
 def test_cosine_schedule_decays_to_zero_over_the_budget():
-    f = T.lr_factor(ResNetConfig(epochs=10), steps_per_epoch=100)
+    f = lr_factor(ResNetConfig(epochs=10), steps_per_epoch=100)
     assert f(0) == 1.0 and f(500) == pytest.approx(0.5) and f(999) == pytest.approx(0.0, abs=1e-4)
     assert all(f(s) >= f(s + 1) for s in range(999))
 
 
 def test_step_schedule_and_warmup():
-    f = T.lr_factor(ResNetConfig(epochs=8, schedule="step"), steps_per_epoch=10)
+    f = lr_factor(ResNetConfig(epochs=8, schedule="step"), steps_per_epoch=10)
     assert [f(s) for s in (0, 39, 40, 59, 60, 79)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    g = T.lr_factor(ResNetConfig(epochs=10, warmup_epochs=1), steps_per_epoch=10)
+    g = lr_factor(ResNetConfig(epochs=10, warmup_epochs=1), steps_per_epoch=10)
     assert [g(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
     assert g(10) == pytest.approx(1.0) and g(99) < 0.01
 
@@ -121,14 +122,14 @@ def test_bin_gates_get_no_weight_decay_and_a_larger_lr():
 
     cfg = ResNetConfig(norm="bin", weight_decay=5e-4, bin_gate_lr_mult=10)
     model = T.build_model(cfg, num_classes=10)
-    opt = T.build_optimizer(cfg, model)
+    opt = build_optimizer(cfg, model)
     assert len(opt.param_groups) == 2
     main, gates = opt.param_groups
     assert {id(p) for p in gates["params"]} == {id(p) for p in gate_parameters(model)}
     assert len(gates["params"]) == 13
     assert gates["weight_decay"] == 0.0 and gates["lr"] == pytest.approx(1.0)
     assert main["weight_decay"] == 5e-4 and main["lr"] == pytest.approx(0.1)
-    assert len(T.build_optimizer(ResNetConfig(norm="bn"), T.build_model(ResNetConfig(), 10)).param_groups) == 1
+    assert len(build_optimizer(ResNetConfig(norm="bn"), T.build_model(ResNetConfig(), 10)).param_groups) == 1
 
 
 def test_gn_groups_reach_the_layers():
@@ -210,13 +211,13 @@ def test_huge_learning_rate_diverges_with_a_clear_message(tiny_folder, tmp_path)
 
 
 def test_divergence_after_a_good_epoch_keeps_the_best_checkpoint(tiny_folder, tmp_path, monkeypatch):
-    real = T.lr_factor
+    real = lr_factor
 
     def explode_in_epoch_2(cfg, steps_per_epoch):
         f = real(cfg, steps_per_epoch)
         return lambda step: f(step) if step < steps_per_epoch else 1e8
 
-    monkeypatch.setattr(T, "lr_factor", explode_in_epoch_2)
+    monkeypatch.setattr(T, "lr_factor", explode_in_epoch_2)  # where fit looks it up
     summary = fit(tiny_cfg(tiny_folder, tmp_path / "late", norm="nn", epochs=3), progress=False)
     assert summary["status"] == "diverged" and "epoch 2" in summary["message"]
     assert summary["best_epoch"] == 1 and summary["epochs_run"] == 1

@@ -176,7 +176,7 @@ def _write_utf8(text: str) -> None:
 
 def _tag(args) -> int:
     from normlab.data.gmb import split_lines, split_words
-    from normlab.train.ner import entities, load_tagger, tag
+    from normlab.train.ner_tag import entities, load_tagger, tag
 
     # Lines and words are cut as the training reader cuts them ("\n"; spaces and tabs), so that
     # U+00A0, U+0085 or U+2028 inside a word neither splits it nor starts a new sentence.

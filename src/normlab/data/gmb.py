@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from normlab.data.archives import read_bytes
 
 CSV_HEADER = ("Sentence #", "Word", "POS", "Tag")
@@ -287,6 +289,21 @@ def load_splits(
         "val": [sentences[i] for i in order[a:b]],
         "test": [sentences[i] for i in order[b:]],
     }
+
+
+def limit_sentences(sentences: list, n: int | None, seed: int, shuffled: bool) -> list:
+    """``--limit-train``: N training sentences drawn at random with ``seed`` (the split seed).
+
+    The split of a single file is already a seeded shuffle, so its first N are
+    such a draw; a training file given as is gets shuffled with ``seed`` first.
+    Either way the subset is the same for every training ``seed``.
+    """
+    if not n:
+        return sentences
+    if shuffled:
+        return sentences[:n]
+    pick = np.sort(np.random.default_rng(seed).permutation(len(sentences))[:n])
+    return [sentences[i] for i in pick]
 
 
 # ---------------------------------------------------------------------------

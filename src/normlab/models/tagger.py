@@ -24,7 +24,6 @@ BiLSTM, and losses and predictions use the mask.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -32,29 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.data.sentence_batches import TaggerBatch
 from normlab.models.lstm import Direction, packed_bilstm
-
-
-@dataclass
-class TaggerBatch:
-    """A right-padded batch of sentences.
-
-    words: (B, T) word ids (normalized words), anything at padding.
-    chars: (B, T, L) character ids of each word's original characters,
-        0 (padding) beyond a word's length; ``None`` when no character model.
-    mask:  (B, T) bool, True on real tokens; each row is left-aligned and
-        has at least one True.
-    tags:  (B, T) gold tag ids (any valid id at padding), or ``None``.
-    """
-
-    words: torch.Tensor
-    mask: torch.Tensor
-    chars: Optional[torch.Tensor] = None
-    tags: Optional[torch.Tensor] = None
-
-    def to(self, device) -> "TaggerBatch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return TaggerBatch(move(self.words), move(self.mask), move(self.chars), move(self.tags))
 
 
 class CharFeatures(nn.Module):

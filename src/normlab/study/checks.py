@@ -113,7 +113,7 @@ def _check_device(device: str, backend: str) -> None:
 def _check_image_counts(settings: StudySettings, configs: list) -> None:
     """Refuse a --val-size, --limit-train or batch size the images cannot give (decoded once, then cached)."""
     from normlab.data.images import load_images
-    from normlab.train.resnet import check_data_sizes
+    from normlab.train.resnet_data import check_data_sizes
 
     try:
         ds = load_images(settings.data or "cifar10", settings.data_dir, download=False)

@@ -66,3 +66,23 @@ def plot_quantiles(path: Path, records: Sequence[Mapping], *, title: str | None 
     plot_curves(path, [r["epoch"] for r in records],
                 {label: [q.get(key) for q in qs] for key, label in QUANTILE_LABELS.items()},
                 ylabel="penultimate feature value (validation set)", title=title)
+
+
+def plot_ner_curves(path: Path, records: Sequence[Mapping], title: str | None = None) -> None:
+    """Accuracy, micro F1 and macro F1 (O excluded) against learning updates, train and val: three panels."""
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    steps = [r["step"] for r in records]
+    for k, (key, label) in enumerate([("accuracy", "token accuracy"), ("micro_f1", "micro F1 (without O)"),
+                                      ("macro_f1", "macro F1 (without O)")]):
+        ax = fig.add_subplot(1, 3, k + 1)
+        for split in ("train", "val"):
+            ys = [r.get(f"{split}_{key}") for r in records]
+            ys = [float("nan") if y is None or not math.isfinite(y) else y for y in ys]
+            ax.plot(steps, ys, marker="o" if len(steps) <= 30 else None, markersize=3, label=split)
+        ax.set_xlabel("learning updates")
+        ax.set_title(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    atomic_savefig(fig, path, dpi=110)

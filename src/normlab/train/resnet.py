@@ -15,22 +15,24 @@ One run writes one run directory (see ``normlab.train.rundir``)::
 The recipe follows He et al. 2016 §4.2 (SGD, momentum 0.9, lr 0.1, batch 128,
 pad-4 crop + flip augmentation) over the study's 100-epoch budget. The test
 split is read only after training, for the summary.
+
+``fit`` reads as prepare (``resnet_data``: the images; the model, ``resnet_optim``: the
+optimizer and schedule; a new run or ``--resume``), epochs (train, then evaluate on the
+validation set, ``resnet_eval``), finish (the best checkpoint's metrics); the steps both
+trainers share are in ``normlab.train.loop``, compiling in ``normlab.train.compiled``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import statistics
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, get_args
+from typing import Any, Literal, Optional, get_args
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,9 +40,13 @@ from torch import nn
 from normlab import files
 from normlab.config import dataclass_from_dict
 from normlab.config import flag as option
-from normlab.train import rundir
-from normlab.train.metrics import classification_metrics
+from normlab.data.image_batches import iterate_batches
+from normlab.train import loop, rundir
+from normlab.train.compiled import CompiledModel, autocast, compile_mode
 from normlab.train.plots import plot_error_curves, plot_quantiles
+from normlab.train.resnet_data import ImageData, data_generator, load_data
+from normlab.train.resnet_eval import evaluate
+from normlab.train.resnet_optim import build_optimizer, lr_factor
 
 Schedule = Literal["cosine", "step"]
 LrScaling = Literal["none", "linear"]
@@ -204,88 +210,6 @@ def build_model(cfg: ResNetConfig, num_classes: int, in_channels: int = 3) -> nn
                   shortcut=cfg.shortcut, norm_kwargs=norm_kwargs)
 
 
-def build_optimizer(cfg: ResNetConfig, model: nn.Module) -> torch.optim.SGD:
-    """SGD with momentum; BIN's gates get no weight decay and ``bin_gate_lr_mult`` times the lr."""
-    from normlab.norms import gate_parameters
-
-    gate_ids = {id(p) for p in gate_parameters(model)}
-    gates = [p for p in model.parameters() if id(p) in gate_ids]
-    others = [p for p in model.parameters() if id(p) not in gate_ids]
-    groups = [{"params": others, "weight_decay": cfg.weight_decay, "lr": cfg.effective_lr}]
-    if gates:
-        groups.append({"params": gates, "weight_decay": 0.0, "lr": cfg.effective_lr * cfg.bin_gate_lr_mult})
-    return torch.optim.SGD(groups, lr=cfg.effective_lr, momentum=cfg.momentum)
-
-
-def lr_factor(cfg: ResNetConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """The multiplier of the peak lr before optimizer step ``step`` (0-based), stepped per batch."""
-    total = cfg.epochs * steps_per_epoch
-    warm = int(round(cfg.warmup_epochs * steps_per_epoch))
-    milestones = [int(cfg.epochs * f) * steps_per_epoch for f in (0.5, 0.75)]
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.schedule == "cosine":
-            progress = (step - warm) / max(1, total - warm)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return 0.1 ** sum(step >= m for m in milestones)
-
-    return factor
-
-
-def _as_tensor(a) -> torch.Tensor:
-    return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
-
-
-def _take(a, idx: np.ndarray) -> torch.Tensor:
-    """Rows ``idx`` of an array or tensor, as a tensor."""
-    return _as_tensor(a)[torch.as_tensor(idx, dtype=torch.long)]
-
-
-def _data_generator(device: torch.device, seed: int) -> torch.Generator:
-    # The device itself, index included: a generator on cuda:0 for data on cuda:1 would copy every draw.
-    gen = torch.Generator(device=device if device.type != "mps" else "cpu")
-    gen.manual_seed(seed)
-    return gen
-
-
-def _autocast(cfg: ResNetConfig, device: torch.device):
-    if cfg.bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def check_data_sizes(cfg: ResNetConfig, num_all: int) -> None:
-    """Refuse a --val-size, --limit-train or --batch-size that ``num_all`` training images cannot give.
-
-    Also used by ``normlab study resnet`` before its first run starts.
-    """
-    if cfg.val_size >= num_all:
-        raise ValueError(f"expected --val-size below the {num_all} training images, got {cfg.val_size}")
-    num_train = num_all - cfg.val_size
-    if cfg.limit_train is not None:
-        if cfg.limit_train > num_train:
-            raise ValueError(f"expected --limit-train at most the {num_train} non-validation training images, "
-                             f"got {cfg.limit_train}")
-        num_train = cfg.limit_train
-    if cfg.batch_size > num_train:
-        raise ValueError(f"expected --batch-size at most the {num_train} training images, got {cfg.batch_size}")
-
-
-class _Log:
-    """Print to stdout and append to ``train.log`` in the run directory."""
-
-    def __init__(self, path: Path, echo: bool = True) -> None:
-        self.path, self.echo = path, echo
-
-    def __call__(self, line: str, err: bool = False, echo: bool = True) -> None:
-        if self.echo and echo:
-            print(line, file=sys.stderr if err else sys.stdout, flush=True)
-        with files.writing(self.path), open(self.path, "a") as f:
-            f.write(line + "\n")
-
-
 HEADER = (f"{'epoch':>5} {'step':>7} {'lr':>9} {'train_loss':>10} {'train_err':>9} "
           f"{'val_loss':>8} {'val_err':>7} {'val_acc':>7} {'val_mF1':>7} {'sec':>7}")
 
@@ -296,116 +220,32 @@ def _row(r: dict) -> str:
             f"{r['seconds']:>7.1f}")
 
 
-@torch.no_grad()
-def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, cfg: ResNetConfig,
-             device: torch.device, features: bool = False, channels_last: Optional[bool] = None) -> dict:
-    """Loss, metrics and (optionally) the feature percentiles of ``net`` in eval mode.
-
-    x: uint8 images (N, C, H, W) on ``device``; y: labels (N,). The images are
-    normalized but not augmented.
-    """
-    from normlab.data.images import iterate_batches
-
-    net.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    preds, feats = [], []
-    if channels_last is None:
-        channels_last = bool(cfg.channels_last)
-    for xb, yb in iterate_batches(x, y, cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std):
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg, device):
-            logits, f = net(xb, return_features=True)  # shape: (B, K), (B, 64)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
-        preds.append(logits.argmax(1))
-        if features:  # a copy: under CUDA graphs the next batch overwrites the graph's output
-            feats.append(f.float().clone())
-    pred = torch.cat(preds).cpu().numpy()
-    out = classification_metrics(y.cpu().numpy(), pred)
-    out["loss"] = float(loss_sum) / len(y)
-    if features:
-        flat = torch.cat(feats).flatten()  # shape: (N * 64,)
-        q = torch.quantile(flat.cpu(), torch.tensor(list(files.QUANTILES.values())))
-        out["quantiles"] = {k: float(v) for k, v in zip(files.QUANTILES, q)}
-    return out
+# The training state of a new run, saved in every checkpoint.
+FRESH_STATE = {"epoch": 0, "step": 0, "best_val_accuracy": None, "best_epoch": None, "bad_epochs": 0}
 
 
-# Batches up to this size train under CUDA graphs on a GPU (``torch.compile(mode="reduce-overhead")``):
-# a batch-8 step of ResNet-14 is bound by kernel launches, 27.6 ms eager and 4.3 ms with CUDA graphs
-# on an H200 (benchmarks/results/gpu-h200-2026-11-30.json); at batch 128 plain compile is as fast.
-CUDA_GRAPHS_MAX_BATCH = 32
+@dataclass
+class _Run:
+    """One run in training: what the steps of ``fit`` share."""
 
+    cfg: ResNetConfig
+    out: Path
+    device: torch.device
+    show_bar: bool  # a tqdm bar per epoch
+    log: loop.RunLog
+    data: ImageData
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    gen: torch.Generator  # batch order and augmentation
+    state: dict  # FRESH_STATE's keys
+    records: list[dict]  # the metrics.jsonl lines so far
+    net: Optional[CompiledModel] = None  # the module the loop calls
 
-def compile_mode(device: torch.device, batch_size: int) -> str:
-    """torch.compile's mode for a run: CUDA graphs for small batches on a GPU, else the default."""
-    return "reduce-overhead" if device.type == "cuda" and batch_size <= CUDA_GRAPHS_MAX_BATCH else "default"
-
-
-class _Net:
-    """The module the loop calls: compiled when asked and working, else the eager model.
-
-    With ``compile="auto"`` the first call in each mode (train/eval) runs under a
-    guard: if torch.compile cannot compile (no C++ compiler, no backend, an
-    unsupported op), the run warns once and continues eagerly, from the same
-    state (a failed call changes no weights: the optimizer steps only after it).
-    """
-
-    def __init__(self, model: nn.Module, mode: CompileMode, log: _Log, channels_last: bool,
-                 auto_layout: bool = False, torch_mode: str = "default") -> None:
-        self.model, self.mode, self.log = model, mode, log
-        # The layout in use; with ``auto_layout`` it falls back to NCHW with eager mode.
-        self.channels_last, self.auto_layout = channels_last, auto_layout
-        self.compiled = None
-        self.cuda_graphs = mode != "off" and torch_mode == "reduce-overhead"
-        if mode != "off":
-            self.compiled = torch.compile(model, mode=torch_mode)
-        self._proved: set[str] = set()
-
-    @property
-    def is_compiled(self) -> bool:
-        return self.compiled is not None
-
-    def guarded(self, fn: Callable[[nn.Module], Any], kind: str) -> Any:
-        """Run ``fn(module)``; on the first use of each ``kind`` (train, eval), fall back to eager if compiling fails."""
-        if self.compiled is None:
-            return fn(self.model)
-        if kind in self._proved:
-            return fn(self.compiled)
-        try:
-            result = fn(self.compiled)
-        except Exception as e:  # noqa: BLE001 - any compiler failure
-            if self.mode == "on":
-                raise ValueError(f"--compile on: torch.compile failed ({type(e).__name__}: {str(e)[:300]}); "
-                                 "use --compile auto or off") from e
-            first = str(e).splitlines()[0][:200] if str(e) else ""
-            msg = (f"warning: torch.compile is not usable here ({type(e).__name__}: {first}); "
-                   "training in eager mode, several times slower (on a GPU about 4x for batch 128 and 6x for "
-                   "batch 8: benchmarks/README.md); --compile on makes this an error")
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            self.log(msg, err=True, echo=False)  # the warning itself is shown once, by warnings
-            self.compiled, self.cuda_graphs = None, False
-            for p in self.model.parameters():
-                p.grad = None
-            if self.auto_layout and self.channels_last:
-                self.channels_last = False
-                self.model.to(memory_format=torch.contiguous_format)
-            return fn(self.model)
-        self._proved.add(kind)
-        return result
-
-
-def _checkpoint(cfg, model, optimizer, scheduler, gen, state: dict) -> dict:
-    return {
-        "kind": "resnet",
-        "config": files.to_jsonable(cfg),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "data_rng": gen.get_state(),
-        "rng": rundir.rng_state_for_checkpoint(),
-        **state,
-    }
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, features: bool = False) -> dict:
+        return self.net.guarded(lambda m: evaluate(
+            m, x, y, self.data.mean, self.data.std, batch_size=self.cfg.eval_batch_size, device=self.device,
+            bf16=self.cfg.bf16, channels_last=self.net.channels_last, features=features), "eval")
 
 
 # ---------------------------------------------------------------------------
@@ -426,213 +266,208 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
         cfg = dataclasses.replace(cfg, gn_groups=DEFAULT_GN_GROUPS)
     out = Path(cfg.out)
     device = rundir.select_device(cfg.device)
-    rundir.check_out_dir(out)
-    rundir.check_not_a_study(out)
-    with rundir.RunLock(out):  # one writer per run folder
-        return _fit(cfg, out, device, progress)
+    with loop.locked(out):  # one writer per run folder
+        run = _prepare(cfg, out, device, progress)
+        status, message = _train(run)
+        return _finish(run, status, message)
 
 
-def _fit(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> dict:
-    """``fit``'s body, run with the run folder locked."""
-    from tqdm import tqdm
+# --- prepare
 
-    from normlab.data.images import channel_stats, iterate_batches, load_images, train_val_split
-    from normlab.norms import clip_gates_
 
-    resuming = rundir.prepare_run_dir(out, files.to_jsonable(cfg), cfg.resume)
-    if resuming:
-        rundir.check_same_data(out, [cfg.data])
-    log = _Log(out / files.LOG)
-
-    # --- data: validation carved first, then the optional training limit, all seeded by split_seed
-    ds = load_images(cfg.data, cfg.data_dir, download=True)
-    num_all = len(ds.train_y)
-    check_data_sizes(cfg, num_all)
-    train_idx, val_idx = train_val_split(num_all, val_size=cfg.val_size, seed=cfg.split_seed)
-    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
-    if cfg.limit_train is not None:
-        pick = np.random.default_rng(cfg.split_seed).permutation(len(train_idx))[: cfg.limit_train]
-        train_idx = np.sort(train_idx[pick])
-    tr_x_np = np.asarray(ds.train_x)[train_idx]
-    mean_list, std_list = channel_stats(tr_x_np)  # of the images trained on
-    mean, std = torch.tensor(mean_list), torch.tensor(std_list)
-    tr_x, tr_y = torch.from_numpy(tr_x_np), _take(ds.train_y, train_idx)
-    va_x, va_y = _take(ds.train_x, val_idx), _take(ds.train_y, val_idx)
-    num_classes, in_channels = len(ds.classes), int(tr_x.shape[1])
-    tr_x, tr_y, va_x, va_y = (t.to(device) for t in (tr_x, tr_y, va_x, va_y))
-    # A short last batch (down to a single image) would give BN noisy statistics and an odd-sized
-    # step; with reshuffling every epoch, dropping it still shows every image equally often.
-    steps_per_epoch = len(tr_y) // cfg.batch_size
-    data_info = {
-        "source": ds.source, "file": files.file_fingerprint(cfg.data), "classes": list(ds.classes),
-        "num_classes": num_classes,
-        "sizes": {"train": int(len(tr_y)), "val": int(len(va_y)), "test": int(len(ds.test_y))},
-        "val_seed": cfg.split_seed, "mean": mean_list, "std": std_list,
-    }
-
-    # --- model, optimizer, schedule
+def _prepare(cfg: ResNetConfig, out: Path, device: torch.device, progress: bool) -> _Run:
+    """Data, model, optimizer and schedule; a new run writes config.json, a resumed one loads last.pt."""
+    resuming = loop.start(out, files.to_jsonable(cfg), cfg.resume, [cfg.data])
+    log = loop.RunLog(out / files.LOG)
+    data = load_data(cfg, device)
     rundir.seed_everything(cfg.seed)
-    model = build_model(cfg, num_classes, in_channels).to(device)
+    model = build_model(cfg, data.num_classes, data.in_channels).to(device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else cfg.compile != "off"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
-    gen = _data_generator(device, cfg.seed)
-
-    state = {"epoch": 0, "step": 0, "best_val_accuracy": None, "best_epoch": None, "bad_epochs": 0}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, data.steps_per_epoch))
+    run = _Run(cfg, out, device, progress and sys.stderr.isatty(), log, data, model, optimizer, scheduler,
+               data_generator(device, cfg.seed), dict(FRESH_STATE), [])
     if resuming:
-        ckpt = rundir.load_checkpoint(out / files.LAST, map_location=device)
-        rundir.load_weights(model, ckpt, out / files.LAST, f"{out / files.CONFIG}")
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        try:
-            gen.set_state(ckpt["data_rng"].cpu())
-        except RuntimeError:  # saved by a generator of another device type (--device changed)
-            log("warning: the data order cannot be restored on this device; the resumed run will not "
-                "repeat the uninterrupted one exactly", err=True)
-        rundir.restore_rng_state(ckpt["rng"])
-        state = {k: ckpt[k] for k in state}
-        records, lost = rundir.recover(out, ckpt, "epoch", state["best_epoch"] == state["epoch"])
-        log(f"resumed from {out / files.LAST} after epoch {state['epoch']}"
-            + (f" (its metrics line, lost by the interruption, recovered from {files.LAST})" if lost else ""))
+        _resume(run)
     else:
-        files.atomic_write_json(out / files.CONFIG, {
-            "kind": "resnet", "config": cfg, "env": rundir.environment_info(device), "data": data_info,
-            "derived": {"effective_lr": cfg.effective_lr, "steps_per_epoch": steps_per_epoch,
+        loop.begin(out, {
+            "kind": "resnet", "config": cfg, "env": rundir.environment_info(device), "data": data.info,
+            "derived": {"effective_lr": cfg.effective_lr, "steps_per_epoch": data.steps_per_epoch,
                         "parameters": sum(p.numel() for p in model.parameters())},
         })
-        records = []
-        rundir.start_afresh(out)  # what a run that died before its first checkpoint left
-        log(f"normlab resnet: ResNet-{6 * cfg.n + 2} norm={cfg.norm} on {ds.source} "
-            f"({len(tr_y)} train / {len(va_y)} val images), device {device}, out {out}")
+        log(f"normlab resnet: ResNet-{6 * cfg.n + 2} norm={cfg.norm} on {data.source} "
+            f"({len(data.train_y)} train / {len(data.val_y)} val images), device {device}, out {out}")
+    run.net = CompiledModel(model, cfg.compile, log, channels_last, auto_layout=cfg.channels_last is None,
+                            torch_mode=compile_mode(device, cfg.batch_size))
+    return run
 
-    net = _Net(model, cfg.compile, log, channels_last, auto_layout=cfg.channels_last is None,
-               torch_mode=compile_mode(device, cfg.batch_size))
-    show_bar = progress and sys.stderr.isatty()
-    # A per-step .item() costs nothing on CPU but stalls an accelerator's queue.
-    check_every = 1 if device.type == "cpu" else 25
-    status, message = "finished", ""
-    log(HEADER)
 
-    def train_step(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor):
-        with _autocast(cfg, device):
-            logits = module(xb)  # shape: (B, K)
-        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        return logits.detach(), loss.detach()
+def _resume(run: _Run) -> None:
+    """Continue from last.pt: weights, optimizer, schedule, RNGs, data order and state; the metrics as they were."""
+    ckpt = loop.resume(run.out, run.model, run.optimizer, run.device)
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    try:
+        run.gen.set_state(ckpt["data_rng"].cpu())
+    except RuntimeError:  # saved by a generator of another device type (--device changed)
+        run.log("warning: the data order cannot be restored on this device; the resumed run will not "
+                "repeat the uninterrupted one exactly", err=True)
+    run.state = {k: ckpt[k] for k in FRESH_STATE}
+    run.records, lost = rundir.recover(run.out, ckpt, "epoch", run.state["best_epoch"] == run.state["epoch"])
+    run.log(f"resumed from {run.out / files.LAST} after epoch {run.state['epoch']}"
+            + (f" (its metrics line, lost by the interruption, recovered from {files.LAST})" if lost else ""))
 
-    # A resumed run that had already stopped early goes straight to its summary.
-    stop = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs
-    if stop:
-        status = "early_stopped"
-    while not stop and state["epoch"] < cfg.epochs:
+
+def _checkpoint(run: _Run) -> dict:
+    return {"kind": "resnet", "config": files.to_jsonable(run.cfg), "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "data_rng": run.gen.get_state(), "rng": rundir.rng_state_for_checkpoint(), **run.state}
+
+
+# --- epochs
+
+
+def _train(run: _Run) -> tuple[str, str]:
+    """Epochs until the budget, early stopping or a diverged loss; the status and, when diverged, why."""
+    cfg, state = run.cfg, run.state
+    run.log(HEADER)
+    if loop.out_of_patience(state["bad_epochs"], cfg.patience, state["epoch"], cfg.epochs):
+        return "early_stopped", ""  # a resumed run that had already stopped early goes straight to its summary
+    while state["epoch"] < cfg.epochs:
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        lr_now = optimizer.param_groups[0]["lr"]
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
-        diverged_at = None
-        for i, (xb, yb) in enumerate(iterate_batches(tr_x, tr_y, cfg.batch_size, shuffle=True, augment=True,
-                                                     mean=mean, std=std, generator=gen, drop_last=True)):
-            if net.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            if net.cuda_graphs:  # a new training step: earlier graph outputs may be overwritten
-                torch.compiler.cudagraph_mark_step_begin()
-            logits, loss = net.guarded(lambda m: train_step(m, xb, yb), "train")
-            optimizer.step()
-            clip_gates_(model)
-            scheduler.step()
-            state["step"] += 1
-            loss_sum += loss.double() * len(yb)
-            correct += (logits.argmax(1) == yb).sum()
-            seen += len(yb)
-            bar.update(1)
-            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
-                if not torch.isfinite(loss_sum):
-                    diverged_at = state["step"]
-                    break
-                if show_bar:
-                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}")
-        bar.close()
+        lr_now = run.optimizer.param_groups[0]["lr"]
+        sums, diverged_at = _epoch(run, epoch)
         if diverged_at is not None:
-            status = "diverged"
             message = (f"the training loss became non-finite in epoch {epoch} (by step {diverged_at}, "
                        f"lr {lr_now:.4g}); stopped. ")
             message += (f"The best checkpoint (epoch {state['best_epoch']}) is kept and summarized."
                         if state["best_epoch"] is not None else
                         "No epoch finished, so there is no checkpoint and the summary metrics are null.")
-            log(f"diverged: {message}", err=True)
-            break
-
-        val = net.guarded(lambda m: evaluate(m, va_x, va_y, mean, std, cfg, device, features=True,
-                                             channels_last=net.channels_last), "eval")
-        train_acc = float(correct) / seen
-        record = {
-            "epoch": epoch, "step": state["step"], "lr": lr_now, "seconds": time.perf_counter() - t0,
-            "train_loss": float(loss_sum) / seen, "train_accuracy": train_acc, "train_error": 1.0 - train_acc,
-            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_error": 1.0 - val["accuracy"],
-            "val_micro_f1": val["micro_f1"], "val_macro_f1": val["macro_f1"], "quantiles": val["quantiles"],
-        }
-        records.append(record)
-        state["epoch"] = epoch
-        improved = state["best_val_accuracy"] is None or val["accuracy"] > state["best_val_accuracy"]
+            run.log(f"diverged: {message}", err=True)
+            return "diverged", message
+        record = _evaluate(run, epoch, lr_now, t0, *sums)
+        improved = state["best_val_accuracy"] is None or record["val_accuracy"] > state["best_val_accuracy"]
         if improved:
-            state["best_val_accuracy"], state["best_epoch"], state["bad_epochs"] = val["accuracy"], epoch, 0
+            state["best_val_accuracy"], state["best_epoch"], state["bad_epochs"] = record["val_accuracy"], epoch, 0
         else:
             state["bad_epochs"] += 1
-        rundir.commit(out, _checkpoint(cfg, model, optimizer, scheduler, gen, state), record, best=improved)
-        log(_row(record))
-        _plots(out, records, cfg)
-        if cfg.patience > 0 and state["bad_epochs"] >= cfg.patience and epoch < cfg.epochs:
-            status = "early_stopped"
-            stop = True
+        rundir.commit(run.out, _checkpoint(run), record, best=improved)
+        run.log(_row(record))
+        _plots(run.out, run.records, cfg)
+        if loop.out_of_patience(state["bad_epochs"], cfg.patience, epoch, cfg.epochs):
+            return "early_stopped", ""
+    return "finished", ""
 
+
+def _epoch(run: _Run, epoch: int) -> tuple[tuple[torch.Tensor, torch.Tensor, int], Optional[int]]:
+    """Train one epoch: (summed loss, correct predictions, images seen), and the step by which the
+    loss became non-finite (None: it did not)."""
+    from tqdm import tqdm
+
+    from normlab.norms import clip_gates_
+
+    cfg, state, data, net, device = run.cfg, run.state, run.data, run.net, run.device
+    run.model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    bar = tqdm(total=data.steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+               disable=not run.show_bar, file=sys.stderr, dynamic_ncols=True)
+    # A per-step .item() costs nothing on CPU but stalls an accelerator's queue.
+    check_every = loop.check_every(device)
+    diverged_at = None
+    for i, (xb, yb) in enumerate(iterate_batches(data.train_x, data.train_y, cfg.batch_size, shuffle=True,
+                                                 augment=True, mean=data.mean, std=data.std, generator=run.gen,
+                                                 drop_last=True)):
+        if net.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        if net.cuda_graphs:  # a new training step: earlier graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        logits, loss = net.guarded(lambda m: _train_step(run, m, xb, yb), "train")
+        run.optimizer.step()
+        clip_gates_(run.model)
+        run.scheduler.step()
+        state["step"] += 1
+        loss_sum += loss.double() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        seen += len(yb)
+        bar.update(1)
+        if (i + 1) % check_every == 0 or i + 1 == data.steps_per_epoch:
+            if not torch.isfinite(loss_sum):
+                diverged_at = state["step"]
+                break
+            if run.show_bar:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}")
+    bar.close()
+    return (loss_sum, correct, seen), diverged_at
+
+
+def _train_step(run: _Run, module: nn.Module, xb: torch.Tensor, yb: torch.Tensor):
+    """Forward and backward of one batch (the optimizer steps after, outside the compile guard)."""
+    with autocast(run.cfg.bf16, run.device):
+        logits = module(xb)  # shape: (B, K)
+    loss = F.cross_entropy(logits.float(), yb, label_smoothing=run.cfg.label_smoothing)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return logits.detach(), loss.detach()
+
+
+# --- evaluate
+
+
+def _evaluate(run: _Run, epoch: int, lr: float, t0: float, loss_sum: torch.Tensor, correct: torch.Tensor,
+              seen: int) -> dict:
+    """The epoch's metrics line: its training averages and the validation set's metrics and feature percentiles."""
+    val = run.evaluate(run.data.val_x, run.data.val_y, features=True)
+    train_acc = float(correct) / seen
+    record = {
+        "epoch": epoch, "step": run.state["step"], "lr": lr, "seconds": time.perf_counter() - t0,
+        "train_loss": float(loss_sum) / seen, "train_accuracy": train_acc, "train_error": 1.0 - train_acc,
+        "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_error": 1.0 - val["accuracy"],
+        "val_micro_f1": val["micro_f1"], "val_macro_f1": val["macro_f1"], "quantiles": val["quantiles"],
+    }
+    run.records.append(record)
+    run.state["epoch"] = epoch
+    return record
+
+
+# --- finish
+
+
+def _finish(run: _Run, status: str, message: str) -> dict:
+    """Plots, then the summary from the best checkpoint (the test split is read only here); summary.json last."""
+    cfg, state, data, out = run.cfg, run.state, run.data, run.out
     if status == "early_stopped" and not message:
         message = (f"early stopped after epoch {state['epoch']}: no better validation accuracy "
                    f"for {cfg.patience} epochs. ")
-    if records:
-        _plots(out, records, cfg)
+    if run.records:
+        _plots(out, run.records, cfg)
 
-    # --- summary from the best checkpoint; the test split is read only here
-    metrics = None
-    if (out / files.BEST).exists() and state["best_epoch"] is not None:
-        best = rundir.load_checkpoint(out / files.BEST, map_location=device)
-        rundir.load_weights(model, best, out / files.BEST, f"{out / files.CONFIG}")
-        te_x, te_y = _as_tensor(ds.test_x).to(device), _as_tensor(ds.test_y).to(device)
-        metrics = {}
-        for split, (x, y) in {"train": (tr_x, tr_y), "val": (va_x, va_y), "test": (te_x, te_y)}.items():
-            m = net.guarded(lambda mod: evaluate(mod, x, y, mean, std, cfg, device,
-                                                 channels_last=net.channels_last), "eval")
-            metrics[split] = {k: m[k] for k in ("accuracy", "micro_f1", "macro_f1", "loss")}
+    def split_metrics(split: str) -> dict:
+        x, y = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}.get(split) \
+            or data.test_on(run.device)
+        m = run.evaluate(x, y)
+        return {k: m[k] for k in ("accuracy", "micro_f1", "macro_f1", "loss")}
+
+    metrics = loop.evaluate_best(out, run.model, run.device, split_metrics) if state["best_epoch"] is not None \
+        else None
     if status == "finished":
         message = f"trained {state['epoch']} epoch{'s' if state['epoch'] != 1 else ''}. "
     if metrics is not None:
         message += (f"Best val accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
                     f"test accuracy {metrics['test']['accuracy']:.4f}.")
-    summary = {
-        "kind": "resnet",
-        "status": status,
-        "diverged": status == "diverged",
-        "message": message.strip(),
-        "best_epoch": state["best_epoch"],
-        "epochs_run": state["epoch"],
+    summary = loop.finish(out, {
+        "kind": "resnet", "status": status, "diverged": status == "diverged", "message": message.strip(),
+        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         # Median, so that the first epoch's compile time does not count as training speed.
-        "seconds_per_epoch": statistics.median(r["seconds"] for r in records) if records else None,
-        "best_val_accuracy": state["best_val_accuracy"],
-        "compiled": net.is_compiled,
-        "cuda_graphs": net.cuda_graphs,
-        "channels_last": net.channels_last,
-        "metrics": metrics,
-    }
-    files.atomic_write_json(out / files.SUMMARY, summary)
-    log(f"{status}: {summary['message']}")
-    log(f"results in {out}")
+        "seconds_per_epoch": statistics.median(r["seconds"] for r in run.records) if run.records else None,
+        "best_val_accuracy": state["best_val_accuracy"], "compiled": run.net.is_compiled,
+        "cuda_graphs": run.net.cuda_graphs, "channels_last": run.net.channels_last, "metrics": metrics,
+    })
+    run.log(f"{status}: {summary['message']}")
+    run.log(f"results in {out}")
     return summary
 
 
