@@ -55,9 +55,14 @@ def register(sub) -> None:
 
     m = t.add_argument_group("model")
     m.add_argument("--n", type=int, default=d.n, metavar="N", help=f"blocks per stage: 6n+2 layers (default {d.n}: ResNet-14)")
-    m.add_argument("--norm", choices=NORM_NAMES, default=d.norm, metavar="NORM",
+    # No argparse choices: the config refuses a name that is neither built in nor module:Class.
+    m.add_argument("--norm", default=d.norm, metavar="{" + ",".join(NORM_NAMES) + ",MODULE:CLASS}",
                    help="normalization after every conv: "
-                        + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES) + f" (default {d.norm})")
+                        + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES)
+                        + "; or MODULE:CLASS, your own layer (e.g. mypkg.norms:RMSNorm2d), built as "
+                          "CLASS(num_channels=C) and mapping (B, C, H, W) to the same shape; MODULE is imported "
+                          "from sys.path: an installed package, or a folder on PYTHONPATH (python -m normlab "
+                          f"also looks in the current directory); see docs/resnet.md (default {d.norm})")
     m.add_argument("--gn-groups", type=int, default=d.gn_groups, metavar="G",
                    help=f"groups of --norm gn; must divide 16, 32 and 64 (default {DEFAULT_GN_GROUPS})")
     m.add_argument("--shortcut", choices=("A", "projection"), default=d.shortcut,
