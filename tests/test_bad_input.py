@@ -30,6 +30,7 @@ import torch
 from normlab.cli import main
 
 from test_data_images import make_image_folder, make_official_folder
+from test_own_norm import write_norm_package
 from test_train_ner import synthetic_sentences, write_four_column
 
 
@@ -51,17 +52,19 @@ def fx(tmp_path_factory):
            for n, k, s in (("train", 32, 0), ("val", 8, 1), ("test", 8, 2))]
     imgs = root / "imgs"
     make_image_folder(imgs)
+    norms = write_norm_package(root / "usernorms", "usernorms_bad_input")  # a user's layers, good and bad
     run = root / "nerrun"
     assert main(["ner", "train", "--data", *gmb, "--epochs", "1", "--batch-size", "16", "--eval-every", "0",
                  "--train-eval-size", "8", "--device", "cpu", "--no-progress", "--out", str(run)]) == 0
-    return {"gmb": gmb, "imgs": str(imgs), "run": run}
+    return {"gmb": gmb, "imgs": str(imgs), "run": run, "norms": str(norms)}
 
 
 CASES: list[tuple[str, object, str]] = []
 
 
 def case(pattern: str):
-    """Register ``fn(t, fx) -> argv`` (or ``(argv, stdin_bytes)``) whose error must match ``pattern``."""
+    """Register ``fn(t, fx) -> argv`` (or ``(argv, stdin_bytes)``, or ``{"argv": ..., "env": {...},
+    "syspath": [folder, ...]}``) whose error must match ``pattern``."""
     def add(fn):
         CASES.append((fn.__name__, fn, pattern))
         return fn
@@ -399,6 +402,57 @@ def resnet_weight_decay_inf(t, fx):
 @case(r"expected --gn-groups to divide the 16, 32 and 64 channels")
 def resnet_bad_gn_groups(t, fx):
     return _resnet(t, fx, "--norm", "gn", "--gn-groups", "5")
+
+
+@case(r"expected --norm to be one of bn, in, bin, ln, gn, nn, torch_bn, or a 'module:Class' import path of your "
+      r"own layer, got 'batchnorm'")
+def resnet_unknown_norm(t, fx):
+    return _resnet(t, fx, "--norm", "batchnorm")
+
+
+def _own_norm(t, fx, spec):
+    return {"argv": _resnet(t, fx, "--norm", spec), "syspath": [fx["norms"]]}
+
+
+@case(r"--norm usernorms_nowhere:RMSNorm2d: cannot import module 'usernorms_nowhere' \(no module named "
+      r"'usernorms_nowhere' on sys\.path\); install it or put its folder on PYTHONPATH")
+def resnet_own_norm_module_not_found(t, fx):
+    return _own_norm(t, fx, "usernorms_nowhere:RMSNorm2d")
+
+
+@case(r"--norm usernorms_bad_input\.broken:X: importing module 'usernorms_bad_input\.broken' failed: "
+      r"RuntimeError: the module is broken")
+def resnet_own_norm_module_fails_to_import(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.broken:X")
+
+
+@case(r"--norm usernorms_bad_input\.layers:RMSNorm: module 'usernorms_bad_input\.layers' has no attribute "
+      r"'RMSNorm' \(its nn\.Module classes: .*RMSNorm2d")
+def resnet_own_norm_class_missing(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:RMSNorm")
+
+
+@case(r"--norm usernorms_bad_input\.layers:NotAModule: expected a torch\.nn\.Module subclass, got a class NotAModule")
+def resnet_own_norm_not_a_module(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:NotAModule")
+
+
+@case(r"--norm usernorms_bad_input\.layers:TakesDim: expected a class built as TakesDim\(num_channels=C\), "
+      r"but it takes \(dim\)")
+def resnet_own_norm_without_num_channels(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:TakesDim")
+
+
+@case(r"--norm usernorms_bad_input\.layers:HalvesChannels: expected HalvesChannels to keep the activation's "
+      r"shape \(2, 16, 4, 4\), got \(2, 8, 4, 4\)")
+def resnet_own_norm_changes_the_shape(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:HalvesChannels")
+
+
+@case(r"--norm usernorms_bad_input\.layers:FailsForward: FailsForward\(num_channels=16\) failed on a "
+      r"\(2, 16, 4, 4\) tensor: RuntimeError: forward is not written yet")
+def resnet_own_norm_forward_fails(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:FailsForward")
 
 
 @case(r"expected --val-size below the 12 training images, got 12")
@@ -881,6 +935,8 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, build, pattern, f
     if isinstance(built, dict):  # {"argv": ..., "env": {...}}: a bad environment variable
         for key, value in built.get("env", {}).items():
             monkeypatch.setenv(key, value)
+        for folder in built.get("syspath", []):  # a user's module to import, as PYTHONPATH would
+            monkeypatch.syspath_prepend(folder)
         built = built["argv"]
     argv, stdin = built if isinstance(built, tuple) else (built, None)
     before = _snapshot(t)
