@@ -12,7 +12,7 @@ import torch
 
 from normlab import hardware
 from normlab.cli.study import default_jobs, gpu_count, resolve_budget
-from normlab.study.grids import StudySettings
+from normlab.study.settings import StudySettings
 from normlab.train.rundir import atomic_write_json
 
 

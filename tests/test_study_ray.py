@@ -267,7 +267,7 @@ def test_the_cluster_and_its_tasks_stay_on_loopback(ray_cluster):
     ("cpu", CPUS + 1, f"expected --cpus-per-run <= the cluster's {CPUS} CPUs, got {CPUS + 1}"),
 ])
 def test_what_the_cluster_cannot_give_is_refused_before_any_task(tmp_path, ray_cluster, device, cpus, msg):
-    from normlab.study.grids import StudySettings
+    from normlab.study.settings import StudySettings
     from normlab.study.runner import run_study
 
     s = StudySettings(kind="ner", out=str(tmp_path), data="g.csv", variants=["random"], device=device)

@@ -26,6 +26,10 @@ horizontal flip) done on whole batches on the device, a validation set drawn
 from the training images, early stopping on validation accuracy. A non-finite
 training loss stops the run (status "diverged"), keeping the best checkpoint.
 See docs/resnet.md for the choices and their reasons.
+
+--config FILE trains the run a config.json describes (a run directory's, as a
+study writes it before starting each run, or a JSON object of settings); flags
+given beside it override the file's values (--out, --resume, --device, ...).
 """
 
 # What each --norm means (the keys must be normlab.norms.NORM_NAMES; a test checks it).
@@ -41,7 +45,7 @@ NORM_HELP = {
 
 
 def register(sub) -> None:
-    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
+    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float, track_given
     from normlab.norms import DEFAULT_GN_GROUPS, NORM_NAMES
     from normlab.train.resnet import REFERENCE_BATCH_SIZE, ResNetConfig
 
@@ -131,17 +135,24 @@ def register(sub) -> None:
                         "except --device, --compile and --no-progress (a folder without a checkpoint is "
                         "started afresh)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="take every setting from FILE, a run's config.json (or a JSON object of settings); "
+                        "flags given beside it override the file's values (default: the flags alone)")
+    track_given(t)
     t.set_defaults(func=_train)
 
 
 def config_from_args(args: argparse.Namespace):
-    """The ``ResNetConfig`` the parsed flags ask for (validated)."""
+    """The ``ResNetConfig`` the parsed flags (and ``--config FILE``) ask for (validated)."""
     import dataclasses
 
+    from normlab.cli import config_settings
+    from normlab.config import dataclass_from_dict
     from normlab.train.resnet import ResNetConfig
 
     names = {f.name for f in dataclasses.fields(ResNetConfig)}
-    return ResNetConfig(**{k: v for k, v in vars(args).items() if k in names})
+    where = f"--config {args.config}" if getattr(args, "config", None) else None
+    return dataclass_from_dict(ResNetConfig, config_settings(args, names, "resnet"), where)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -168,13 +168,16 @@ def build_report(study: StudyData, out: Path) -> Doc:
     return doc
 
 
+REPORT_FILES = ("report.md", "report.html")  # beside report-*.png, in the study folder (or --out)
+
+
 def write_report(study_dir: Path, out: Optional[Path] = None) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``report-*.png`` for a study folder; returns the two paths."""
     study = load_study(Path(study_dir))
     out = Path(out) if out is not None else study.root
     out.mkdir(parents=True, exist_ok=True)
     doc = build_report(study, out)
-    md, page = out / "report.md", out / "report.html"
+    md, page = (out / name for name in REPORT_FILES)
     atomic_write_text(md, render_md(doc))
     atomic_write_text(page, render_html(doc, doc.blocks[0][2]))
     return md, page

@@ -7,16 +7,18 @@ default) or ``normlab.study.ray_backend`` (one Ray task per run).
 Layout of a study folder::
 
     <out>/study.json                 the settings and the grid (written first)
-    <out>/runs/<variant>/seed<S>/    one run directory per run (see normlab.train.rundir)
+    <out>/runs/<variant>/seed<S>/    one run directory per run (see normlab.train.rundir); its
+                                     config.json is written before the run starts (normlab.study.runs)
     <out>/logs/<variant>-seed<S>.log the run's own output, appended on each attempt
     <out>/events.jsonl               one line per finished attempt: run, return code, seconds,
                                      started / finished (UTC, ISO 8601)
     <out>/report.md, report.html     written at the end (normlab.report.write)
 
 A run is finished when its ``summary.json`` exists: it is then never started
-again (so a finished run is never touched). A run directory with a
-``config.json`` but no summary was interrupted and is continued with
-``--resume`` (from ``last.pt`` when there is one). Each run is its own process,
+again (so a finished run is never touched). A run directory whose trainer
+has started (its ``config.json`` records the environment) but with no summary
+was interrupted and is continued with ``--resume`` (from ``last.pt`` when
+there is one). Each run is its own process,
 so a study can be killed at any moment and rerun.
 
 While a study runs it holds an exclusive lock on ``<out>/.study.lock``; its
@@ -39,18 +41,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from normlab.study.backends import EVENTS, ClusterSettings, Task, Terminated, run_state, threads_per_run
-from normlab.study.grids import StudySettings, run_dir, select_variants, variants_for
+from normlab.study.settings import STUDY, StudySettings, run_dir
 from normlab.train.rundir import CONFIG, LAST, METRICS, RUN_LOCK, SUMMARY, atomic_write_json, read_json
 
 __all__ = ["EVENTS", "LOCK", "STUDY", "ClusterSettings", "Task", "plan", "run_state", "run_study"]
 
-STUDY = "study.json"
 LOCK = ".study.lock"
 
 
 # Settings that are paths: relative ones start from the study's working folder (study.json's
 # "workdir"), so a rerun from another folder (or with an absolute path) names the same files.
-PATH_KEYS = ("data", "data_dir", "embeddings")
+PATH_KEYS = ("data", "data_dir", "embeddings", "grid")
 
 
 def study_home(out: Path, saved: dict) -> Path:
@@ -82,9 +83,13 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
     if not path.exists():
         return {}
     saved = read_json(path)
-    old = StudySettings.from_dict(saved["settings"])
+    old = StudySettings.from_dict(saved["settings"], str(path))
     if old.kind != settings.kind:
         raise ValueError(f"{path} holds a {old.kind} study, not a {settings.kind} one; choose another --out")
+    if old.legacy_run_args:
+        raise ValueError(f"{path}: its runs were given the flags {' '.join(old.legacy_run_args)} (a study started "
+                         f"before runs were data), which this version cannot continue; choose another --out "
+                         f"(`normlab report {out}` still reads it)")
     a, b = old.to_dict(), settings.to_dict()
     home = study_home(out, saved)
     diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS
@@ -107,7 +112,7 @@ def plan(settings: StudySettings) -> list[Task]:
     """
     out = Path(settings.out)
     keyed = []
-    for grid_index, v in enumerate(select_variants(settings.kind, settings.variants, settings.small_batch_lr)):
+    for grid_index, v in enumerate(settings.selected_variants()):
         for seed_index, seed in enumerate(settings.seed_list(v.name)):
             d = run_dir(out, v.name, seed)
             state = run_state(d)
@@ -193,22 +198,22 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         old = saved["settings"]
         settings = dataclasses.replace(settings, **{k: max(old[k], getattr(settings, k))
                                                     for k in StudySettings.GROWING_KEYS if k in old})
-    everything = variants_for(settings.kind, settings.small_batch_lr, anomalies=True)
-    # The runs start in ``home`` with the paths as saved: a resumed run sees the command line it
+    everything = settings.grid_variants(anomalies=True)
+    # The runs start in ``home`` with the paths as saved: a resumed run sees the config it
     # started with, wherever this rerun was started from.
     run_settings = dataclasses.replace(
         settings, out=os.path.relpath(out.resolve(), home) if not Path(settings.out).is_absolute() else settings.out,
         **({k: saved["settings"].get(k) for k in PATH_KEYS} if saved else {}))
     requested = sorted(set(saved.get("variants_requested", []))
-                       | {v.name for v in select_variants(settings.kind, settings.variants, settings.small_batch_lr)},
+                       | {v.name for v in settings.selected_variants()},
                        key=[v.name for v in everything].index)
-    grid = variants_for(settings.kind, settings.small_batch_lr)  # the default grid, and any anomaly variant asked for
+    grid = settings.grid_variants()  # the default grid, and any anomaly variant asked for
     grid += [v for v in everything if v.name in requested and v not in grid]
     study = {
         "kind": settings.kind,
         "settings": run_settings.to_dict(),
         "workdir": os.path.relpath(home, out.resolve()),
-        "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings} for v in grid],
+        "grid": [v.record() for v in grid],
         "variants_requested": requested,
         "seeds": settings.seed_list(),
         "left_out": {},  # every variant of the grid is run (kept for reports of older studies)
@@ -222,8 +227,9 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         from normlab.study.estimate import estimate_study
         from normlab.study.timefmt import hms
 
+        from normlab.hardware import torch_gpu_count
+
         slots = max(1, min(settings.jobs, len(tasks)))
-        threads = threads_per_run(cluster, slots)
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
         timed = settings
         if cluster.backend != "local" and settings.device.startswith("cuda"):
@@ -231,6 +237,7 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
 
             if not torch.cuda.is_available():  # a driver without the cluster's GPUs times on its CPU
                 timed = dataclasses.replace(settings, device="cpu")
+        threads = threads_per_run(cluster, slots, gpu=torch_gpu_count(timed.device) > 0)
         with _interruptible("timing training steps for the estimate", "no run was started; rerun the same "
                             "command to start the study (--no-estimate skips the estimate)", log):
             est = estimate_study(timed, tasks, threads=threads)
@@ -245,10 +252,10 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         times = est.per_run
     failed = _run_tasks(tasks, run_settings, cluster, out, lock_fd, log, times, home)
     if report:
-        from normlab.report.write import write_report
+        from normlab.report.write import REPORT_FILES, write_report
 
         def no_half_report() -> None:  # report.md may be new and report.html old: keep neither
-            for name in ("report.md", "report.html"):
+            for name in REPORT_FILES:
                 (out / name).unlink(missing_ok=True)
 
         done = f"{len(tasks) - len(failed)} of {len(tasks)} run(s) of this call finished" if tasks else \
