@@ -203,3 +203,32 @@ def test_a_study_of_a_grid_file_is_saved_and_reported(tmp_path):
     assert "--grid my.toml" in md  # the command that reproduces it (the file by its name only)
     assert "| gn_g2/seed0 | finished |" in md and "| gn_g4/seed0 | finished |" in md  # the Runs table
     assert json.dumps(saved)
+
+
+def test_a_rerun_with_an_edited_grid_file_is_refused(tmp_path):
+    from normlab.study.runner import run_study
+
+    f = tmp_path / "my.toml"
+    f.write_text(GRID)
+    s = StudySettings(kind="resnet", out=str(tmp_path / "s"), data="cifar10", grid=str(f), epochs=3,
+                      variants=["gn_g4"])
+    from test_report import make_run
+
+    make_run(tmp_path / "s", "resnet", "gn_g4", 0, np.random.default_rng(0))
+    assert run_study(s, report=False, estimate=False) == 0
+    f.write_text(GRID.replace("gn_groups = 4", "gn_groups = 8"))
+    with pytest.raises(ValueError, match=r"variant gn_g4 ran with \{'norm': 'gn', 'gn_groups': 4\}, the grid now "
+                                         r"gives \{'norm': 'gn', 'gn_groups': 8\}; rerun with the saved grid"):
+        run_study(s, report=False, estimate=False)
+
+
+def test_the_shipped_study_folders_match_the_built_in_grids():
+    """Old study.json grids (flags and settings) hold the overrides the built-in variants give now:
+    the shipped studies can be continued."""
+    from normlab.study.runner import _check_grid
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results"
+    for kind in ("resnet", "ner"):
+        saved = read_json(root / kind / "study.json")
+        _check_grid(root / kind / "study.json", saved["grid"], StudySettings.from_dict(saved["settings"]))
+        assert all("args" in g for g in saved["grid"])  # the old format, read as it is

@@ -157,7 +157,7 @@ def test_interrupted_while_writing_the_report_leaves_no_half_report(cifar_slice,
                 rundir.atomic_write_text(Path(study_dir) / "report.md", "# half\n")
                 _interrupt_with(sig)()
 
-            report.write_report = half_a_report
+            write.write_report = half_a_report
 
         code, _ = killpoints.run(study_argv(cifar_slice, out, "--epochs", "1"), log=log, patch=patch)
         text = log.read_text()

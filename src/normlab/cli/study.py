@@ -49,7 +49,8 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                         "the estimated wall time (default: estimate)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a config override for every run (repeatable): a field of the run's config.json and a "
-                        "TOML value, e.g. --set patience=5 --set schedule=step (default: none)")
+                        "TOML value, e.g. --set patience=5 "
+                        + ("--set schedule=step" if kind == "resnet" else "--set eval_every=50") + " (default: none)")
     p.add_argument("--run-arg", dest="extra_args", action="append", default=[], metavar="ARG",
                    help=f"a flag of `normlab {kind} train` for every run (repeatable), e.g. --run-arg=--patience=5; "
                         "turned into the config override it sets, as --set does (default: none)")

@@ -99,7 +99,19 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
                            + f", now {b[k]!r}" for k in diffs)
         raise ValueError(f"{out} holds a study with other settings ({detail}); "
                          f"rerun with the saved settings or choose another --out")
+    _check_grid(path, saved.get("grid") or [], settings)
     return saved
+
+
+def _check_grid(path: Path, saved_grid: list, settings: StudySettings) -> None:
+    """Refuse a variant whose overrides differ from those its saved runs ran with (an edited grid
+    file, or a grid changed in the code): its new runs would be another experiment under its name."""
+    now = {v.name: v.overrides for v in settings.grid_variants(anomalies=True)}
+    for g in saved_grid:
+        saved = {k: v for k, v in g.items() if k not in ("name", "label", "args")}  # args: older studies' flags
+        if g.get("name") in now and now[g["name"]] != saved:
+            raise ValueError(f"{path}: variant {g['name']} ran with {saved}, the grid now gives "
+                             f"{now[g['name']]}; rerun with the saved grid or choose another --out")
 
 
 def plan(settings: StudySettings) -> list[Task]:
