@@ -232,3 +232,19 @@ def test_the_shipped_study_folders_match_the_built_in_grids():
         saved = read_json(root / kind / "study.json")
         _check_grid(root / kind / "study.json", saved["grid"], StudySettings.from_dict(saved["settings"]))
         assert all("args" in g for g in saved["grid"])  # the old format, read as it is
+
+
+def test_a_grid_variant_may_name_your_own_norm(tmp_path):
+    """A grid file's `norm` takes what `--norm` takes, a layer of your own included (checked for its
+    spelling here; imported and tried by the run)."""
+    f = tmp_path / "rms.toml"
+    f.write_text('[variants.rms]\nlabel = "RMSNorm"\nnorm = "examples.rmsnorm:RMSNorm2d"\n'
+                 '[variants.ln]\nnorm = "ln"\n')
+    from normlab.study.runs import run_config
+
+    s = StudySettings(kind="resnet", out="o", data="cifar10", grid=str(f))
+    s.validate()
+    assert [run_config(s, v, 0).norm for v in s.selected_variants()] == ["examples.rmsnorm:RMSNorm2d", "ln"]
+    f.write_text('[variants.rms]\nnorm = "examples.rmsnorm"\n')
+    with pytest.raises(ValueError, match=r"rms.toml \[variants.rms\]: keys norm: .*examples.rmsnorm"):
+        load_grid("resnet", f)
