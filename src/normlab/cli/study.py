@@ -51,7 +51,7 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="a config override for every run (repeatable): a field of the run's config.json and a "
                         "TOML value, e.g. --set patience=5 "
                         + ("--set schedule=step" if kind == "resnet" else "--set eval_every=50") + " (default: none)")
-    p.add_argument("--run-arg", dest="extra_args", action="append", default=[], metavar="ARG",
+    p.add_argument("--run-arg", dest="run_args", action="append", default=[], metavar="ARG",
                    help=f"a flag of `normlab {kind} train` for every run (repeatable), e.g. --run-arg=--patience=5; "
                         "turned into the config override it sets, as --set does (default: none)")
 
@@ -144,7 +144,7 @@ def _run_study(args) -> int:
     rule = getattr(args, "small_batch_lr", "linear")
     budget = resolve_budget(args.kind, args.budget, args.device, out=args.out)
     # The runs' own settings, as config overrides: the budget's, then --run-arg's and --set's.
-    overrides = {**budget_overrides(budget, args.epochs), **run_arg_overrides(args.kind, args.extra_args),
+    overrides = {**budget_overrides(budget, args.epochs), **run_arg_overrides(args.kind, args.run_args),
                  **dict(parse_set(item) for item in args.overrides)}
     settings = StudySettings(
         kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed,
