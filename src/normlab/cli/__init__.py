@@ -132,6 +132,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _how_to_go_on(args: argparse.Namespace) -> str:
     """How to continue a training run that stopped half-way ('' for other commands)."""
     out = getattr(args, "out", None)
+    if getattr(args, "config", None) and "out" not in given(args):  # the run's folder is the file's
+        try:
+            out = load_config_file(args.config, args.group).get("out", out)
+        except (OSError, ValueError):
+            pass
     if getattr(args, "group", None) in ("resnet", "ner") and getattr(args, "func", None) and out:
         from normlab.train.rundir import LAST
 
