@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from normlab.study.budgets import NER_FULL_EPOCHS, RESNET_FULL_EPOCHS  # noqa: F401 (part of the grid's vocabulary)
-
 Kind = Literal["resnet", "ner"]
 
 RESNET_BASE_BATCH = 128
