@@ -7,7 +7,7 @@ one evaluation (val + 2,000-sentence subsample) 3.27 s, before 7.78 s. Details:
 benchmarks/README.md, "The NER crf run".
 
     .venv/bin/python benchmarks/ner.py --data ../shared/data/gmb/ner_dataset.csv.zip [--batches 20]
-        [--repeats 5] [--threads 1] [--profile train|eval] [--old-src OLD_CHECKOUT/src]
+        [--repeats 5] [--threads 1] [--profile train|eval] [--old-src OLD_CHECKOUT/src] [--chars]
 
 The model of the study's `crf` variant (GloVe 6B 50d, character BiLSTM 25+25, word
 BiLSTM 100+100, CRF with BIO constraints) on the full GMB split, batch 128, the batches
@@ -105,6 +105,41 @@ def setup(data: str):
     return vocabs, torch.from_numpy(matrix), enc
 
 
+def race_chars(chars, batches, repeats: int) -> None:
+    """The character features of ``batches`` (each batch's distinct words, forward+backward and
+    inference): ``CharFeatures.of_words`` against the step-by-step ``packed_bilstm`` on its weights."""
+    from normlab.models.lstm import packed_bilstm
+    from normlab.models.tagger import _directions, _distinct_rows
+
+    words = []
+    for b in batches:
+        rows = b.chars[b.mask]
+        words.append(rows.index_select(0, _distinct_rows(rows)[0]))
+    stepwise = lambda w: packed_bilstm(chars.embed(w), (w != 0).sum(dim=1).clamp(min=1), _directions(chars.lstm))[1]  # noqa: E731
+    contenders = {"fused": chars.of_words, "stepwise": stepwise}
+
+    def train(fn):
+        return lambda: [fn(w).sum().backward() for w in words]
+
+    def infer(fn):
+        def go():
+            with torch.inference_mode():
+                for w in words:
+                    fn(w)
+        return go
+
+    n = len(words)
+    print(f"character BiLSTM, {n} batches, {sum(len(w) for w in words) / n:.0f} distinct words a batch, "
+          f"median of {repeats}, ms per batch:")
+    chars.train()
+    t = race({k: train(f) for k, f in contenders.items()}, repeats, warmup=1)
+    chars.eval()
+    i = race({k: infer(f) for k, f in contenders.items()}, repeats, warmup=1)
+    for k in contenders:
+        print(f"  {k:8s} forward+backward {1e3 * t[k] / n:6.1f} ({t[k] / t['stepwise']:.2f}x)   "
+              f"inference {1e3 * i[k] / n:6.1f} ({i[k] / i['stepwise']:.2f}x)")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="the GMB corpus (ner_dataset.csv.zip)")
@@ -113,6 +148,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--profile", choices=["train", "eval"], default=None)
     p.add_argument("--skip", choices=["train", "eval"], default=None, help="leave one race out")
+    p.add_argument("--chars", action="store_true",
+                   help="only race the character BiLSTM (forward+backward over each batch's distinct words): "
+                        "the fused kernel against the step-by-step packed_bilstm it replaced")
     p.add_argument("--old-src", default=None, help="also race the code of this checkout's src (before/after)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -168,6 +206,10 @@ def main(argv=None) -> None:
             old_ner.evaluate(old, old_enc["train"], tag_names, idx=sub)
             old_ner.evaluate(old, old_enc["val"], tag_names)
         evaluators["before"] = evaluate_old
+
+    if args.chars:
+        race_chars(ours.chars, [ner.collate(enc["train"], idx, True) for idx in batches], args.repeats)
+        return
 
     if args.profile:
         fn = train_ours if args.profile == "train" else evaluate
