@@ -30,6 +30,7 @@ CPU time, top 25 ops) and a cProfile list of the Python functions (top 15).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import cProfile
 import math
 import pstats
@@ -200,7 +201,9 @@ def main(argv=None) -> None:
         old = old_tagger.BiLSTMTagger(**{**settings, "pretrained": matrix})
         old.load_state_dict(ours.state_dict())
         trainers["before"] = train(old, lambda b: old.loss(b, reduction="sum"))
-        old_enc = {k: old_ner.Encoded(e.words, e.chars, e.tags, e.lengths) for k, e in enc.items()}
+        # Every field the old Encoded has (an old one without spellings computes characters per batch).
+        old_fields = [f.name for f in dataclasses.fields(old_ner.Encoded)]
+        old_enc = {k: old_ner.Encoded(**{f: getattr(e, f) for f in old_fields}) for k, e in enc.items()}
 
         def evaluate_old():
             old_ner.evaluate(old, old_enc["train"], tag_names, idx=sub)

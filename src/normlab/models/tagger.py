@@ -120,12 +120,13 @@ class CharFeatures(nn.Module):
         return torch.cat(out, dim=1)  # shape: (n, 2H)
 
 
-# The cost of one more fused-kernel call, in word-steps (one word through one character step,
-# both directions, forward and backward): on the 2-core EPYC VM, one thread, a real batch's
-# distinct words (about 1,300 of 1 to 20 characters) took 32 ms at 300, 34 ms at 1200
-# (3 buckets), 39 ms in 4 equal-count buckets, 107 ms in one call, 79 ms one call per length,
-# and 40 ms through ``packed_bilstm``'s Python loop over time (benchmarks/README.md).
-_CALL_COST = 300
+# The cost of one more fused-kernel call, in word-steps (one word through one character step).
+# On the 2-core EPYC VM, one thread, shared, the distinct words of real batches (about 1,300 of
+# 1 to 20 characters) took, forward+backward, against the step-by-step ``packed_bilstm``:
+# 0.79x at 300 and 0.81x at 600 (4-6 buckets), 0.85x at 1200, 0.98x in 4 equal-count buckets,
+# 1.07x in one bucket per length, 2.6x in one padded call. 600 rather than 300: fewer shapes,
+# and each new shape costs oneDNN a primitive (benchmarks/README.md, "character BiLSTM").
+_CALL_COST = 600
 
 
 def _length_buckets(sorted_lengths: torch.Tensor, call_cost: int = _CALL_COST) -> list[tuple[int, int, int]]:
