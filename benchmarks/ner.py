@@ -1,10 +1,12 @@
 """Race the NER `crf` run's training step and evaluation against a plain PyTorch loop.
 
-Last measured 2026-11-30 on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread, shared with
-two training runs and other jobs, load average 5-6), one process, ``--old-src`` at commit
-6e9e390: 20 updates 2.93 s, before 4.59 s, the plain loop 4.75 s (0.62x and 0.97x plain);
-one evaluation (val + 2,000-sentence subsample) 3.27 s, before 7.78 s. Details:
-benchmarks/README.md, "The NER crf run".
+Last measured 2026-11-30 21:25-22:00 UTC on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread,
+shared with two study runs and other jobs, load average 4-10), one process, ``--old-src`` at
+a705913 (before the character BiLSTM ran in the fused kernel): 20 updates 3.83 s, before 4.43 s,
+the plain loop 7.21 s (0.53x and 0.62x plain; five races gave after/before 0.86-1.01x, median
+0.96x); one evaluation (val + 2,000-sentence subsample) 4.03 s, before 4.38 s (0.92x).
+``--chars``: the character features 52.2 against 65.0 ms a batch forward+backward (0.80x),
+17.2 against 33.1 ms at inference (0.52x); the whole loss 0.91x. Details: benchmarks/README.md, "The NER crf run".
 
     .venv/bin/python benchmarks/ner.py --data ../shared/data/gmb/ner_dataset.csv.zip [--batches 20]
         [--repeats 5] [--threads 1] [--profile train|eval] [--old-src OLD_CHECKOUT/src] [--chars]
@@ -22,6 +24,9 @@ of epoch 0 in order. Two races, contenders interleaved, medians of ``--repeats``
 
 ``--old-src`` adds the code of another checkout (imported as ``normlab_old``) to both races,
 the same weights: before against after in one process.
+
+``--chars`` instead races only the character BiLSTM over each batch's distinct words, the fused
+kernel (``CharFeatures.of_words``) against the step-by-step ``packed_bilstm`` it replaced.
 
 ``--profile train|eval`` instead prints a ``torch.profiler`` table of ours (by total
 CPU time, top 25 ops) and a cProfile list of the Python functions (top 15).
@@ -106,12 +111,14 @@ def setup(data: str):
     return vocabs, torch.from_numpy(matrix), enc
 
 
-def race_chars(chars, batches, repeats: int) -> None:
+def race_chars(model, batches, repeats: int) -> None:
     """The character features of ``batches`` (each batch's distinct words, forward+backward and
-    inference): ``CharFeatures.of_words`` against the step-by-step ``packed_bilstm`` on its weights."""
+    inference), and the whole loss forward+backward: ``CharFeatures.of_words`` against the
+    step-by-step ``packed_bilstm`` on the same weights, swapped into the same model."""
     from normlab.models.lstm import packed_bilstm
     from normlab.models.tagger import _directions, _distinct_rows
 
+    chars = model.chars
     words = []
     for b in batches:
         rows = b.chars[b.mask]
@@ -129,16 +136,28 @@ def race_chars(chars, batches, repeats: int) -> None:
                     fn(w)
         return go
 
+    def loss(fn):
+        def go():
+            chars.of_words = fn  # what CharFeatures.forward calls
+            try:
+                for b in batches:
+                    model.loss(b, reduction="sum").backward()
+            finally:
+                del chars.of_words
+        return go
+
     n = len(words)
     print(f"character BiLSTM, {n} batches, {sum(len(w) for w in words) / n:.0f} distinct words a batch, "
           f"median of {repeats}, ms per batch:")
-    chars.train()
+    model.train()
     t = race({k: train(f) for k, f in contenders.items()}, repeats, warmup=1)
-    chars.eval()
+    w = race({k: loss(f) for k, f in contenders.items()}, repeats, warmup=1)
+    model.eval()
     i = race({k: infer(f) for k, f in contenders.items()}, repeats, warmup=1)
     for k in contenders:
         print(f"  {k:8s} forward+backward {1e3 * t[k] / n:6.1f} ({t[k] / t['stepwise']:.2f}x)   "
-              f"inference {1e3 * i[k] / n:6.1f} ({i[k] / i['stepwise']:.2f}x)")
+              f"inference {1e3 * i[k] / n:6.1f} ({i[k] / i['stepwise']:.2f}x)   "
+              f"whole loss forward+backward {1e3 * w[k] / n:6.1f} ({w[k] / w['stepwise']:.2f}x)")
 
 
 def main(argv=None) -> None:
@@ -211,7 +230,7 @@ def main(argv=None) -> None:
         evaluators["before"] = evaluate_old
 
     if args.chars:
-        race_chars(ours.chars, [ner.collate(enc["train"], idx, True) for idx in batches], args.repeats)
+        race_chars(ours, [ner.collate(enc["train"], idx, True) for idx in batches], args.repeats)
         return
 
     if args.profile:
