@@ -46,9 +46,10 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="add your own normalization layer to the grid (repeatable): variant NAME at batch 128 "
                         "(the grid's batch-128 lr) and NAME_b8 at batch 8 (the grid's batch-8 lr) where the grid "
                         "has batch-8 variants, e.g. --add-norm rms=mypkg.norms:RMSNorm2d; the report compares it "
-                        "with the built-in norms. The module must import where the runs run: this machine's "
-                        "PYTHONPATH, and on Ray every worker's (installed there, or on a shared folder on "
-                        "PYTHONPATH). A rerun keeps the saved ones (default: none; see docs/study.md)"
+                        "with the built-in norms. The module must import where the runs run: on PYTHONPATH here, "
+                        "and on Ray on every worker (the driver passes its PYTHONPATH to them: install the module "
+                        "there, or put it on a shared folder). A rerun keeps the saved ones "
+                        "(default: none; see docs/study.md)"
                         if kind == "resnet" else argparse.SUPPRESS)  # ner: accepted, and refused in one line
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write the report at the end (default: write it)")
