@@ -42,6 +42,15 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
                    help="run your own grid instead of the built-in one: a TOML file with a [variants.NAME] table "
                         "per variant, holding an optional label and config overrides (field = value, as in "
                         f"`normlab {kind} train`'s config.json; see docs/study.md) (default: the built-in grid)")
+    p.add_argument("--add-norm", dest="add_norms", action="append", default=[], metavar="NAME=module:Class",
+                   help="add your own normalization layer to the grid (repeatable): variant NAME at batch 128 "
+                        "(the grid's batch-128 lr) and NAME_b8 at batch 8 (the grid's batch-8 lr) where the grid "
+                        "has batch-8 variants, e.g. --add-norm rms=mypkg.norms:RMSNorm2d; the report compares it "
+                        "with the built-in norms. The module must import where the runs run: on PYTHONPATH here, "
+                        "and on Ray on every worker (the driver passes its PYTHONPATH to them: install the module "
+                        "there, or put it on a shared folder). A rerun keeps the saved ones "
+                        "(default: none; see docs/study.md)"
+                        if kind == "resnet" else argparse.SUPPRESS)  # ner: accepted, and refused in one line
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write the report at the end (default: write it)")
     p.add_argument("--no-estimate", dest="estimate", action="store_false",
@@ -136,7 +145,7 @@ def _run_study(args) -> int:
     from normlab.study.backends import ClusterSettings, Terminated
     from normlab.study.budgets import budget_overrides
     from normlab.study.runner import run_study, sigterm_stops
-    from normlab.study.settings import StudySettings, parse_set
+    from normlab.study.settings import StudySettings, parse_add_norms, parse_set
 
     for key in ("data", "data_dir", "embeddings", "grid"):
         if getattr(args, key, None) is not None:
@@ -153,7 +162,7 @@ def _run_study(args) -> int:
         jobs=(default_jobs(args.device) if args.cluster == "local" else 1) if args.jobs is None else args.jobs,
         variants=args.variants,
         data=args.data[0] if isinstance(args.data, list) and len(args.data) == 1 else args.data,
-        overrides=overrides, grid=args.grid, budget=budget.name,
+        overrides=overrides, grid=args.grid, budget=budget.name, add_norms=parse_add_norms(args.add_norms),
         sanity_seeds=args.sanity_seeds if args.sanity_seeds is not None else budget.sanity_seeds,
         data_dir=getattr(args, "data_dir", None), val_size=getattr(args, "val_size", None),
         # study.json keeps the rule's original name ("same"), so that older studies resume unchanged.

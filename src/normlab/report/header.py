@@ -57,6 +57,8 @@ def study_command(s: StudySettings) -> str:
         argv += ["--device", s.device]
     if s.grid:
         argv += ["--grid", shown_path(s.grid)]
+    for name, spec in s.add_norms.items():
+        argv += ["--add-norm", f"{name}={spec}"]
     if s.variants:
         argv += ["--variants", *s.variants]
     own = budget.overrides if budget is not None else {}

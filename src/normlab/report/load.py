@@ -269,7 +269,8 @@ def load_study(root: Path) -> StudyData:
         # The study is every variant any of its invocations asked for (``--variants`` may
         # change between them), not the last invocation's list.
         requested = list(study["variants_requested"])
-        default = {g["name"] for g in grid} if settings.grid else {v.name for v in variants_for(kind, rule)}
+        default = ({g["name"] for g in grid} if settings.grid
+                   else {v.name for v in variants_for(kind, rule, add_norms=settings.add_norms)})
         whole = set(requested) == default  # the default grid, no more
         settings = replace(settings, variants=None if whole else requested)
     left_out = (study or {}).get("left_out", {})

@@ -36,6 +36,21 @@ def _variant_configs(settings: StudySettings, variants: list[Variant]) -> list:
     return configs
 
 
+def _check_own_norms(settings: StudySettings, variants: list[Variant]) -> None:
+    """Import and try each norm of your own the variants name (``--add-norm``, a grid file's ``norm``) once,
+    here, as its runs will (``normlab.norms.check_norm``): a bad module is one line, not N failed runs."""
+    from normlab.norms.custom import check_norm, is_norm_spec
+
+    added = {spec: name for name, spec in settings.add_norms.items()}
+    for spec in dict.fromkeys(v.overrides.get("norm") for v in variants if is_norm_spec(v.overrides.get("norm"))):
+        try:
+            check_norm(spec)
+        except ValueError as e:
+            if spec not in added:
+                raise
+            raise ValueError(f"--add-norm {added[spec]}={spec}: " + str(e).removeprefix(f"--norm {spec}: ")) from None
+
+
 def _check_device(device: str, backend: str) -> None:
     """Refuse a ``--device`` no run could use here (on Ray: one no cluster could give)."""
     import torch
@@ -102,14 +117,16 @@ def check_study_inputs(settings: StudySettings, backend: str = "local") -> None:
 
     from normlab.train.rundir import check_out_dir
 
-    from normlab.study.runner import STUDY, _check_settings
+    from normlab.study.runner import STUDY, _check_settings, with_saved_norms
 
+    settings = with_saved_norms(settings)  # a rerun keeps the norms the study added
     settings.validate()
     check_out_dir(Path(settings.out))
     if (Path(settings.out) / STUDY).is_file():  # a rerun with other settings: refused before the lock file is made
         _check_settings(Path(settings.out), settings)
     variants = settings.selected_variants()
     configs = _variant_configs(settings, variants)
+    _check_own_norms(settings, variants)
     _check_device(settings.device, backend)
     if settings.kind == "resnet":
         if settings.data and settings.data != "cifar10":

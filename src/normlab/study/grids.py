@@ -165,27 +165,77 @@ def anomaly_variants(kind: Kind) -> list[Variant]:
 
 
 def variants_for(kind: Kind, small_batch_rule: str = "linear", anomalies: bool = False,
-                 grid_file: Optional[str] = None) -> list[Variant]:
+                 grid_file: Optional[str] = None, add_norms: Optional[dict] = None) -> list[Variant]:
     """The study's grid (run by default); with ``anomalies``, the anomaly variants after it.
-    ``grid_file``: a user's grid (TOML, ``load_grid``) instead of the built-in one (it has no anomaly variants)."""
+    ``grid_file``: a user's grid (TOML, ``load_grid``) instead of the built-in one (it has no anomaly variants).
+    ``add_norms``: your own norms, ``{name: "module:Class"}`` (``with_added_norms``)."""
     if grid_file is not None:
-        return load_grid(kind, grid_file)
-    if kind == "resnet":
-        grid = resnet_variants(small_batch_rule)
+        grid, extra = load_grid(kind, grid_file), []
+    elif kind == "resnet":
+        grid, extra = resnet_variants(small_batch_rule), resnet_anomaly_variants()
     elif kind == "ner":
-        grid = ner_variants()
+        grid, extra = ner_variants(), ner_anomaly_variants()
     else:
         raise ValueError(f"expected study kind 'resnet' or 'ner', got {kind!r}")
-    return grid + (anomaly_variants(kind) if anomalies else [])
+    if add_norms:
+        if kind != "resnet":
+            raise ValueError(f"--add-norm: expected a resnet study (a norm layer replaces the ResNet's "
+                             f"normalization layers), got a {kind} study")
+        grid = with_added_norms(grid, add_norms, taken=[v.name for v in extra])
+    return grid + (extra if anomalies else [])
+
+
+# The config defaults a grid variant without ``batch_size`` / ``lr`` runs at (ResNetConfig's).
+_DEFAULT_BATCH, _DEFAULT_LR = RESNET_BASE_BATCH, RESNET_BASE_LR
+
+
+def with_added_norms(grid: list[Variant], add_norms: dict, taken: list[str] = ()) -> list[Variant]:
+    """``grid`` with a variant per added norm (``--add-norm NAME=module:Class``): ``NAME`` at batch 128, right
+    after the grid's last batch-128 variant, and ``NAME_b8`` at batch 8, after its last batch-8 variant, where
+    the grid has one. Each takes the lr of the grid's first variant at its batch size (0.1 and the
+    small-batch rule's in the built-in grid). A name that is no folder name, or that clashes with a variant
+    of the grid or with ``taken`` (the anomaly variants), is refused in one line."""
+    def at(batch: int) -> list[int]:
+        return [i for i, v in enumerate(grid) if v.overrides.get("batch_size", _DEFAULT_BATCH) == batch]
+
+    names = [v.name for v in grid] + list(taken)
+    big, small = at(RESNET_BASE_BATCH), at(RESNET_SMALL_BATCH)
+    lr_big = grid[big[0]].overrides.get("lr", _DEFAULT_LR) if big else _DEFAULT_LR
+    lr_small = grid[small[0]].overrides.get("lr", _DEFAULT_LR) if small else None
+    new_big, new_small = [], []
+    for name, spec in add_norms.items():
+        where = f"--add-norm {name}={spec}"
+        if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"{where}: expected a NAME of letters, digits, - and _ (it names the run folder)")
+        from normlab.norms.custom import is_norm_spec
+
+        if not is_norm_spec(spec):
+            raise ValueError(f"{where}: expected NAME=module:Class, such as rms=mypkg.norms:RMSNorm2d")
+        mine = [name] + ([f"{name}_b{RESNET_SMALL_BATCH}"] if small else [])
+        clash = [n for n in mine if n in names]
+        if clash:
+            raise ValueError(f"{where}: the name {clash[0]!r} is taken by a variant of the grid; choose another "
+                             f"NAME (taken: {', '.join(names)})")
+        names += mine
+        new_big.append(Variant(name, f"{name}: {spec}, batch {RESNET_BASE_BATCH}",
+                               {"norm": spec, "batch_size": RESNET_BASE_BATCH, "lr": lr_big}))
+        if small:
+            new_small.append(Variant(mine[1], f"{name}: {spec}, batch {RESNET_SMALL_BATCH}",
+                                     {"norm": spec, "batch_size": RESNET_SMALL_BATCH, "lr": lr_small}))
+    out = list(grid)
+    places = [(big[-1] + 1 if big else len(out), 0, new_big), (small[-1] + 1 if small else len(out), 1, new_small)]
+    for pos, _, added in sorted(places, key=lambda p: p[:2], reverse=True):  # the later place first
+        out[pos:pos] = added
+    return out
 
 
 def select_variants(kind: Kind, names: Optional[list[str]], small_batch_rule: str = "linear",
-                    grid_file: Optional[str] = None) -> list[Variant]:
+                    grid_file: Optional[str] = None, add_norms: Optional[dict] = None) -> list[Variant]:
     """The default grid, or the named variants (the anomaly variants included) in grid order; an unknown
     name lists the valid ones."""
     if not names:
-        return variants_for(kind, small_batch_rule, grid_file=grid_file)
-    grid = variants_for(kind, small_batch_rule, anomalies=True, grid_file=grid_file)
+        return variants_for(kind, small_batch_rule, grid_file=grid_file, add_norms=add_norms)
+    grid = variants_for(kind, small_batch_rule, anomalies=True, grid_file=grid_file, add_norms=add_norms)
     valid = [v.name for v in grid]
     unknown = [n for n in names if n not in valid]
     if unknown:

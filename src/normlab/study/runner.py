@@ -92,7 +92,7 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
                          f"(`normlab report {out}` still reads it)")
     a, b = old.to_dict(), settings.to_dict()
     home = study_home(out, saved)
-    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS
+    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS + StudySettings.ADDING_KEYS
              and not (_same_paths(a[k], b[k], home) if k in PATH_KEYS else a[k] == b[k])]
     if diffs:
         detail = ", ".join(f"{k}: saved {a[k]!r}" + (f" (from {os.path.relpath(home)})" if k in PATH_KEYS else "")
@@ -101,6 +101,17 @@ def _check_settings(out: Path, settings: StudySettings) -> dict:
                          f"rerun with the saved settings or choose another --out")
     _check_grid(path, saved.get("grid") or [], settings)
     return saved
+
+
+def with_saved_norms(settings: StudySettings) -> StudySettings:
+    """``settings`` with the norms the study already in ``settings.out`` added (``--add-norm``): a rerun
+    without the flag keeps them (``StudySettings.keep_saved_norms``)."""
+    path = Path(settings.out) / STUDY
+    try:
+        saved = read_json(path)["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings  # no study yet; a broken study.json is refused by ``_check_settings``, naming it
+    return settings.keep_saved_norms(saved, str(path)) if isinstance(saved, dict) else settings
 
 
 def _check_grid(path: Path, saved_grid: list, settings: StudySettings) -> None:
@@ -144,6 +155,7 @@ def run_study(settings: StudySettings, *, report: bool = True,
     Returns 0 when every run of the grid has finished (diverged runs count as
     finished: they ended as designed), 1 when some run failed.
     """
+    settings = with_saved_norms(settings)
     settings.validate()
     cluster = cluster or ClusterSettings()
     cluster.validate()

@@ -56,11 +56,15 @@ class StudySettings:
     # Config overrides of every run (field -> value): the budget's, then --run-arg's.
     overrides: dict = field(default_factory=dict)
     grid: Optional[str] = None  # a grid file (TOML) instead of the built-in grid
+    # Your own norms (--add-norm NAME=module:Class): name -> import path, a variant each (grids.with_added_norms).
+    # A rerun keeps the saved ones and may add more (``keep_saved_norms``).
+    add_norms: dict = field(default_factory=dict)
     # Flags a study.json from before runs were data gave every run beyond its budget's (its
     # ``extra_args``): kept to show how it was started; such a study can be reported, not continued.
     legacy_run_args: list[str] = field(default_factory=list)
 
     FREE_KEYS = ("out", "device", "jobs", "variants")
+    ADDING_KEYS = ("add_norms",)  # a rerun keeps the saved entries and may add new ones (``keep_saved_norms``)
     GROWING_KEYS = ("seeds", "sanity_seeds")  # more seeds add runs to the same experiment
 
     def seed_list(self, variant: Optional[str] = None) -> list[int]:
@@ -72,11 +76,12 @@ class StudySettings:
 
     def grid_variants(self, anomalies: bool = False) -> list[Variant]:
         """The study's grid: the built-in one (with ``anomalies``, its anomaly variants too) or ``grid``'s."""
-        return variants_for(self.kind, self.small_batch_lr, anomalies, grid_file=self.grid)
+        return variants_for(self.kind, self.small_batch_lr, anomalies, grid_file=self.grid, add_norms=self.add_norms)
 
     def selected_variants(self) -> list[Variant]:
         """The variants this call runs: ``variants``, else the whole grid."""
-        return select_variants(self.kind, self.variants, self.small_batch_lr, grid_file=self.grid)
+        return select_variants(self.kind, self.variants, self.small_batch_lr, grid_file=self.grid,
+                               add_norms=self.add_norms)
 
     def validate(self) -> None:
         if self.kind not in ("resnet", "ner"):
@@ -120,6 +125,18 @@ class StudySettings:
             d["overrides"], d["legacy_run_args"] = from_saved_flags(d.get("kind"), d.get("budget"), flags)
         return dataclass_from_dict(cls, d, where)
 
+    def keep_saved_norms(self, saved: dict, where: str = STUDY) -> "StudySettings":
+        """These settings with the added norms of ``saved`` (a study.json's settings) first: a rerun without
+        ``--add-norm`` keeps them; one that names a saved NAME with another class is refused."""
+        old = saved.get("add_norms") or {}
+        if not isinstance(old, dict):
+            return self  # a broken study.json is refused by the runner's check, naming the file
+        for name, spec in self.add_norms.items():
+            if name in old and old[name] != spec:
+                raise ValueError(f"--add-norm {name}={spec}: {where} ran {name} with {old[name]}; "
+                                 f"choose another NAME or another --out")
+        return dataclasses.replace(self, add_norms={**old, **self.add_norms})
+
     def shortened(self) -> list[str]:
         """Why this study is shorter than the seed's (empty when it is the full study)."""
         why = []
@@ -162,6 +179,20 @@ def parse_set(item: str) -> tuple[str, object]:
     except ValueError:
         value = text
     return key.strip(), value
+
+
+def parse_add_norms(items: list[str]) -> dict:
+    """``--add-norm NAME=module:Class`` (repeatable) as ``{NAME: "module:Class"}``; grids.with_added_norms
+    checks the names and the spelling of the import paths."""
+    out = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ValueError(f"--add-norm {item}: expected NAME=module:Class, such as rms=mypkg.norms:RMSNorm2d")
+        if name.strip() in out:
+            raise ValueError(f"--add-norm {item}: the NAME {name.strip()!r} is given twice")
+        out[name.strip()] = spec.strip()
+    return out
 
 
 def show_set(key: str, value) -> str:
