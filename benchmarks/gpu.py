@@ -331,11 +331,12 @@ def wall_time(runs: list[tuple[float, float]], k: int) -> float:
 
 def estimates(steps: dict, ner: dict, share: dict, device) -> dict:
     """Wall time of the full studies from the measurements (None where something is missing)."""
-    from normlab.study.grids import NER_FULL_EPOCHS, RESNET_FULL_EPOCHS, SANITY_VARIANTS, ner_variants, resnet_variants
+    from normlab.study.budgets import NER_FULL_EPOCHS, RESNET_FULL_EPOCHS
+    from normlab.study.grids import SANITY_VARIANTS, ner_variants, resnet_variants
 
     runs, missing = [], []
     for v in resnet_variants():
-        norm, batch = v.settings["norm"], v.settings["batch_size"]
+        norm, batch = v.overrides["norm"], v.overrides["batch_size"]
         found = best_mode(steps, norm, batch)
         evals = [r.get("eval_10k_s") for k, r in steps.items() if k.startswith(f"{norm}/b128/") and "eval_10k_s" in r]
         if found is None or not evals:

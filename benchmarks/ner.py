@@ -1,13 +1,15 @@
 """Race the NER `crf` run's training step and evaluation against a plain PyTorch loop.
 
-Last measured 2026-11-30 on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread, shared with
-two training runs and other jobs, load average 5-6), one process, ``--old-src`` at commit
-6e9e390: 20 updates 2.93 s, before 4.59 s, the plain loop 4.75 s (0.62x and 0.97x plain);
-one evaluation (val + 2,000-sentence subsample) 3.27 s, before 7.78 s. Details:
-benchmarks/README.md, "The NER crf run".
+Last measured 2026-11-30 21:25-22:00 UTC on a 2-core AMD EPYC VM (CPU, torch 2.13.0, 1 thread,
+shared with two study runs and other jobs, load average 4-10), one process, ``--old-src`` at
+a705913 (before the character BiLSTM ran in the fused kernel): 20 updates 3.83 s, before 4.43 s,
+the plain loop 7.21 s (0.53x and 0.62x plain; five races gave after/before 0.86-1.01x, median
+0.96x); one evaluation (val + 2,000-sentence subsample) 4.03 s, before 4.38 s (0.92x).
+``--chars``: the character features 52.2 against 65.0 ms a batch forward+backward (0.80x),
+17.2 against 33.1 ms at inference (0.52x); the whole loss 0.91x. Details: benchmarks/README.md, "The NER crf run".
 
     .venv/bin/python benchmarks/ner.py --data ../shared/data/gmb/ner_dataset.csv.zip [--batches 20]
-        [--repeats 5] [--threads 1] [--profile train|eval] [--old-src OLD_CHECKOUT/src]
+        [--repeats 5] [--threads 1] [--profile train|eval] [--old-src OLD_CHECKOUT/src] [--chars]
 
 The model of the study's `crf` variant (GloVe 6B 50d, character BiLSTM 25+25, word
 BiLSTM 100+100, CRF with BIO constraints) on the full GMB split, batch 128, the batches
@@ -23,6 +25,9 @@ of epoch 0 in order. Two races, contenders interleaved, medians of ``--repeats``
 ``--old-src`` adds the code of another checkout (imported as ``normlab_old``) to both races,
 the same weights: before against after in one process.
 
+``--chars`` instead races only the character BiLSTM over each batch's distinct words, the fused
+kernel (``CharFeatures.of_words``) against the step-by-step ``packed_bilstm`` it replaced.
+
 ``--profile train|eval`` instead prints a ``torch.profiler`` table of ours (by total
 CPU time, top 25 ops) and a cProfile list of the Python functions (top 15).
 """
@@ -30,6 +35,7 @@ CPU time, top 25 ops) and a cProfile list of the Python functions (top 15).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import cProfile
 import math
 import pstats
@@ -106,6 +112,55 @@ def setup(data: str):
     return vocabs, torch.from_numpy(matrix), enc
 
 
+def race_chars(model, batches, repeats: int) -> None:
+    """The character features of ``batches`` (each batch's distinct words, forward+backward and
+    inference), and the whole loss forward+backward: ``CharFeatures.of_words`` against the
+    step-by-step ``packed_bilstm`` on the same weights, swapped into the same model."""
+    from normlab.models.lstm import packed_bilstm
+    from normlab.models.tagger import _directions, _distinct_rows
+
+    chars = model.chars
+    words = []
+    for b in batches:
+        rows = b.chars[b.mask]
+        words.append(rows.index_select(0, _distinct_rows(rows)[0]))
+    stepwise = lambda w: packed_bilstm(chars.embed(w), (w != 0).sum(dim=1).clamp(min=1), _directions(chars.lstm))[1]  # noqa: E731
+    contenders = {"fused": chars.of_words, "stepwise": stepwise}
+
+    def train(fn):
+        return lambda: [fn(w).sum().backward() for w in words]
+
+    def infer(fn):
+        def go():
+            with torch.inference_mode():
+                for w in words:
+                    fn(w)
+        return go
+
+    def loss(fn):
+        def go():
+            chars.of_words = fn  # what CharFeatures.forward calls
+            try:
+                for b in batches:
+                    model.loss(b, reduction="sum").backward()
+            finally:
+                del chars.of_words
+        return go
+
+    n = len(words)
+    print(f"character BiLSTM, {n} batches, {sum(len(w) for w in words) / n:.0f} distinct words a batch, "
+          f"median of {repeats}, ms per batch:")
+    model.train()
+    t = race({k: train(f) for k, f in contenders.items()}, repeats, warmup=1)
+    w = race({k: loss(f) for k, f in contenders.items()}, repeats, warmup=1)
+    model.eval()
+    i = race({k: infer(f) for k, f in contenders.items()}, repeats, warmup=1)
+    for k in contenders:
+        print(f"  {k:8s} forward+backward {1e3 * t[k] / n:6.1f} ({t[k] / t['stepwise']:.2f}x)   "
+              f"inference {1e3 * i[k] / n:6.1f} ({i[k] / i['stepwise']:.2f}x)   "
+              f"whole loss forward+backward {1e3 * w[k] / n:6.1f} ({w[k] / w['stepwise']:.2f}x)")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="the GMB corpus (ner_dataset.csv.zip)")
@@ -114,6 +169,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--profile", choices=["train", "eval"], default=None)
     p.add_argument("--skip", choices=["train", "eval"], default=None, help="leave one race out")
+    p.add_argument("--chars", action="store_true",
+                   help="only race the character BiLSTM (forward+backward over each batch's distinct words): "
+                        "the fused kernel against the step-by-step packed_bilstm it replaced")
     p.add_argument("--old-src", default=None, help="also race the code of this checkout's src (before/after)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -163,12 +221,18 @@ def main(argv=None) -> None:
         old = old_tagger.BiLSTMTagger(**{**settings, "pretrained": matrix})
         old.load_state_dict(ours.state_dict())
         trainers["before"] = train(old, lambda b: old.loss(b, reduction="sum"))
-        old_enc = {k: old_ner.Encoded(e.words, e.chars, e.tags, e.lengths) for k, e in enc.items()}
+        # Every field the old Encoded has (an old one without spellings computes characters per batch).
+        old_fields = [f.name for f in dataclasses.fields(old_ner.Encoded)]
+        old_enc = {k: old_ner.Encoded(**{f: getattr(e, f) for f in old_fields}) for k, e in enc.items()}
 
         def evaluate_old():
             old_ner.evaluate(old, old_enc["train"], tag_names, idx=sub)
             old_ner.evaluate(old, old_enc["val"], tag_names)
         evaluators["before"] = evaluate_old
+
+    if args.chars:
+        race_chars(ours, [sentence_batches.collate(enc["train"], idx, True) for idx in batches], args.repeats)
+        return
 
     if args.profile:
         fn = train_ours if args.profile == "train" else evaluate

@@ -7,7 +7,9 @@ import torch
 
 from normlab import files
 from normlab.cli import main
-from normlab.study.grids import (GLOVE_6B_50D_STD, RANDOM_50D_STD, StudySettings, anomaly_variants, run_command,
+from normlab.study.runs import run_config
+from normlab.study.settings import StudySettings
+from normlab.study.grids import (GLOVE_6B_50D_STD, RANDOM_50D_STD, anomaly_variants,
                                  select_variants, variants_for)
 from normlab.train import ner, rundir
 
@@ -27,23 +29,19 @@ def test_anomaly_variants_are_not_in_the_default_grid_but_can_be_named():
         select_variants("resnet", ["gn_g3"])
 
 
-def test_anomaly_run_commands_carry_their_own_settings():
+def test_anomaly_run_configs_carry_their_own_settings():
     s = StudySettings(kind="resnet", out="o", data="cifar.zip", epochs=20, variants=["gn_g2", "ln_lr05"])
     s.validate()
     g2, lr = select_variants("resnet", s.variants)
-    argv = run_command(s, g2, 0, False)
-    assert argv[argv.index("--gn-groups") + 1] == "2" and argv[argv.index("--norm") + 1] == "gn"
-    assert run_command(s, lr, 0, False)[run_command(s, lr, 0, False).index("--lr") + 1] == "0.05"
+    assert (run_config(s, g2, 0).gn_groups, run_config(s, g2, 0).norm) == (2, "gn")
+    assert run_config(s, lr, 0).lr == 0.05
     n = StudySettings(kind="ner", out="o", data="gmb.csv", embeddings="glove-6b-50d",
                       variants=["glove_small", "random50_large", "glove_few", "random50_few"])
     n.validate()
-    small, large, few, few_r = select_variants("ner", n.variants)
-    a = run_command(n, small, 0, False)
-    assert a[a.index("--embedding-std") + 1] == repr(RANDOM_50D_STD) and "glove-6b-50d" in a
-    b = run_command(n, large, 0, False)
-    assert b[b.index("--embedding-std") + 1] == repr(GLOVE_6B_50D_STD) and "--embeddings" not in b
-    assert run_command(n, few, 0, False)[run_command(n, few, 0, False).index("--limit-train") + 1] == "3000"
-    assert "--embeddings" not in run_command(n, few_r, 0, False)
+    small, large, few, few_r = (run_config(n, v, 0, check_files=False) for v in select_variants("ner", n.variants))
+    assert small.embedding_std == RANDOM_50D_STD and small.embeddings == "glove-6b-50d"
+    assert large.embedding_std == GLOVE_6B_50D_STD and large.embeddings is None
+    assert few.limit_train == 3000 and few_r.embeddings is None
 
 
 def test_embedding_std_rescales_the_initial_vectors(tiny_data, tmp_path, monkeypatch):  # noqa: F811

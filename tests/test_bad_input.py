@@ -30,6 +30,7 @@ import torch
 from normlab.cli import main
 
 from test_data_images import make_image_folder, make_official_folder
+from test_own_norm import write_norm_package
 from test_train_ner import synthetic_sentences, write_four_column
 
 
@@ -51,17 +52,19 @@ def fx(tmp_path_factory):
            for n, k, s in (("train", 32, 0), ("val", 8, 1), ("test", 8, 2))]
     imgs = root / "imgs"
     make_image_folder(imgs)
+    norms = write_norm_package(root / "usernorms", "usernorms_bad_input")  # a user's layers, good and bad
     run = root / "nerrun"
     assert main(["ner", "train", "--data", *gmb, "--epochs", "1", "--batch-size", "16", "--eval-every", "0",
                  "--train-eval-size", "8", "--device", "cpu", "--no-progress", "--out", str(run)]) == 0
-    return {"gmb": gmb, "imgs": str(imgs), "run": run}
+    return {"gmb": gmb, "imgs": str(imgs), "run": run, "norms": str(norms)}
 
 
 CASES: list[tuple[str, object, str]] = []
 
 
 def case(pattern: str):
-    """Register ``fn(t, fx) -> argv`` (or ``(argv, stdin_bytes)``) whose error must match ``pattern``."""
+    """Register ``fn(t, fx) -> argv`` (or ``(argv, stdin_bytes)``, or ``{"argv": ..., "env": {...},
+    "syspath": [folder, ...]}``) whose error must match ``pattern``."""
     def add(fn):
         CASES.append((fn.__name__, fn, pattern))
         return fn
@@ -401,6 +404,57 @@ def resnet_bad_gn_groups(t, fx):
     return _resnet(t, fx, "--norm", "gn", "--gn-groups", "5")
 
 
+@case(r"expected --norm to be one of bn, in, bin, ln, gn, nn, torch_bn, or a 'module:Class' import path of your "
+      r"own layer, got 'batchnorm'")
+def resnet_unknown_norm(t, fx):
+    return _resnet(t, fx, "--norm", "batchnorm")
+
+
+def _own_norm(t, fx, spec):
+    return {"argv": _resnet(t, fx, "--norm", spec), "syspath": [fx["norms"]]}
+
+
+@case(r"--norm usernorms_nowhere:RMSNorm2d: cannot import module 'usernorms_nowhere' \(no module named "
+      r"'usernorms_nowhere' on sys\.path\); install it or put its folder on PYTHONPATH")
+def resnet_own_norm_module_not_found(t, fx):
+    return _own_norm(t, fx, "usernorms_nowhere:RMSNorm2d")
+
+
+@case(r"--norm usernorms_bad_input\.broken:X: importing module 'usernorms_bad_input\.broken' failed: "
+      r"RuntimeError: the module is broken")
+def resnet_own_norm_module_fails_to_import(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.broken:X")
+
+
+@case(r"--norm usernorms_bad_input\.layers:RMSNorm: module 'usernorms_bad_input\.layers' has no attribute "
+      r"'RMSNorm' \(its nn\.Module classes: .*RMSNorm2d")
+def resnet_own_norm_class_missing(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:RMSNorm")
+
+
+@case(r"--norm usernorms_bad_input\.layers:NotAModule: expected a torch\.nn\.Module subclass, got a class NotAModule")
+def resnet_own_norm_not_a_module(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:NotAModule")
+
+
+@case(r"--norm usernorms_bad_input\.layers:TakesDim: expected a class built as TakesDim\(num_channels=C\), "
+      r"but it takes \(dim\)")
+def resnet_own_norm_without_num_channels(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:TakesDim")
+
+
+@case(r"--norm usernorms_bad_input\.layers:HalvesChannels: expected HalvesChannels to keep the activation's "
+      r"shape \(2, 16, 4, 4\), got \(2, 8, 4, 4\)")
+def resnet_own_norm_changes_the_shape(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:HalvesChannels")
+
+
+@case(r"--norm usernorms_bad_input\.layers:FailsForward: FailsForward\(num_channels=16\) failed on a "
+      r"\(2, 16, 4, 4\) tensor: RuntimeError: forward is not written yet")
+def resnet_own_norm_forward_fails(t, fx):
+    return _own_norm(t, fx, "usernorms_bad_input.layers:FailsForward")
+
+
 @case(r"expected --val-size below the 12 training images, got 12")
 def resnet_val_size_too_large(t, fx):
     return _resnet(t, fx, "--val-size", "12")
@@ -489,8 +543,7 @@ def study_out_is_a_file(t, fx):
     return ["study", "ner", "--out", str(t / "taken"), "--data", fx["gmb"][0]]
 
 
-@case(r"run random: normlab ner train: error: argument --lr: expected a finite number, got 'nan' "
-      r"\(from the study's settings or --run-arg\)")
+@case(r"--run-arg: normlab ner train: error: argument --lr: expected a finite number, got 'nan'$")
 def study_run_arg_nan(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
             "--run-arg=--lr=nan"]
@@ -751,36 +804,36 @@ def study_device_this_machine_lacks(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--device", "cuda:99"]
 
 
-@case(r"--run-arg: expected flags the study does not set itself, got --resume: the study sets it for every run "
+@case(r"--run-arg/--set: expected settings the study does not set itself, got --resume: the study sets it for every run "
       r"\(the study resumes interrupted runs itself")
 def study_run_arg_resume(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--run-arg=--resume"]
 
 
-@case(r"--run-arg: expected flags the study does not set itself, got --resume")
+@case(r"--run-arg/--set: expected settings the study does not set itself, got --resume")
 def study_run_arg_abbreviated_resume(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--run-arg=--res"]
 
 
-@case(r"--run-arg: expected flags the study does not set itself, got --seed: .*use the study's --first-seed and --seeds")
+@case(r"--run-arg/--set: expected settings the study does not set itself, got --seed: .*use the study's --first-seed and --seeds")
 def study_run_arg_seed(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random", "--run-arg=--seed=7"]
 
 
-@case(r"--run-arg: expected flags the study does not set itself, got --out: .*use the study's --out")
+@case(r"--run-arg/--set: expected settings the study does not set itself, got --out: .*use the study's --out")
 def study_run_arg_out(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random",
             f"--run-arg=--out={t / 'elsewhere'}"]
 
 
-@case(r"--run-arg: expected flags the variants do not set, got --word-dim: it would replace --word-dim 50 of "
+@case(r"--run-arg/--set: expected settings the variants do not set, got --word-dim: it would replace --word-dim 50 of "
       r"variant random50")
 def study_run_arg_overrides_a_variant(t, fx):
     return ["study", "ner", "--out", str(t / "s"), "--data", *fx["gmb"], "--variants", "random50",
             "--run-arg=--word-dim=20"]
 
 
-@case(r"--run-arg: expected flags the variants do not set, got --lr: it would replace --lr 0\.1 of variant bn")
+@case(r"--run-arg/--set: expected settings the variants do not set, got --lr: it would replace --lr 0\.1 of variant bn")
 def study_resnet_run_arg_overrides_the_lr(t, fx):
     return ["study", "resnet", "--out", str(t / "s"), "--data", fx["imgs"], "--variants", "bn", "--val-size", "4",
             "--run-arg=--lr=0.3"]
@@ -838,7 +891,7 @@ def study_embeddings_is_a_folder(t, fx):
 
 @case(r"s holds a study with other settings \(epochs: saved 3, now 1\); rerun with the saved settings")
 def study_rerun_with_other_settings(t, fx):
-    from normlab.study.grids import StudySettings
+    from normlab.study.settings import StudySettings
 
     s = StudySettings(kind="ner", out=str(t / "s"), data=fx["gmb"], epochs=3, variants=["random"], budget="full",
                       embeddings="glove-6b-50d")
@@ -881,6 +934,8 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, build, pattern, f
     if isinstance(built, dict):  # {"argv": ..., "env": {...}}: a bad environment variable
         for key, value in built.get("env", {}).items():
             monkeypatch.setenv(key, value)
+        for folder in built.get("syspath", []):  # a user's module to import, as PYTHONPATH would
+            monkeypatch.syspath_prepend(folder)
         built = built["argv"]
     argv, stdin = built if isinstance(built, tuple) else (built, None)
     before = _snapshot(t)

@@ -6,23 +6,24 @@ import pytest
 
 from normlab.cli import main
 from normlab.cli.study import resolve_budget
-from normlab.study import grids
-from normlab.study.grids import BUDGETS, StudySettings, choose_budget, get_budget
+from normlab.study import budgets
+from normlab.study.budgets import BUDGETS, budget_of, budget_overrides, choose_budget, from_saved_flags, get_budget
+from normlab.study.settings import StudySettings
 
 
 def test_full_budgets_are_the_studys_own_settings():
-    assert get_budget("resnet", "full").epochs == 100 and get_budget("resnet", "full").run_args == ()
+    assert get_budget("resnet", "full").epochs == 100 and get_budget("resnet", "full").overrides == {}
     assert get_budget("ner", "full").epochs is None  # early stopping ends each run
-    assert get_budget("ner", "full").run_args == ()
+    assert get_budget("ner", "full").overrides == {}
 
 
 def test_cpu_budgets_use_the_full_data_and_fewer_epochs_or_a_plateau_rule():
     r, n = get_budget("resnet", "cpu"), get_budget("ner", "cpu")
     assert 0 < r.epochs < 100
     # NER stops on a plateau (a minimum gain per patience window), with a cap no run should reach
-    assert n.run_args == ("--patience", "5", "--min-delta", "0.002") and n.epochs == grids.NER_CPU_EPOCHS
+    assert n.overrides == {"patience": 5, "min_delta": 0.002} and n.epochs == budgets.NER_CPU_EPOCHS
     for b in (r, n):
-        assert "--limit-train" not in b.run_args and "--val-size" not in b.run_args
+        assert "limit_train" not in b.overrides and "val_size" not in b.overrides
 
 
 @pytest.mark.parametrize("kind", ["resnet", "ner"])
@@ -85,7 +86,7 @@ def test_study_command_saves_the_budget_and_its_settings(tmp_path, monkeypatch, 
     assert main(["study", "ner", "--data", str(data), "--out", str(tmp_path / "s")]) == 0
     s = seen["settings"]
     cpu = get_budget("ner", "cpu")
-    assert s.budget == "cpu" and s.epochs == cpu.epochs and s.extra_args[: len(cpu.run_args)] == list(cpu.run_args)
+    assert s.budget == "cpu" and s.epochs == cpu.epochs and s.overrides == cpu.overrides
     out = capsys.readouterr().out
     assert "budget 'cpu'" in out and "no GPU found" in out
     assert json.dumps(s.to_dict())  # serializable as study.json
@@ -94,12 +95,30 @@ def test_study_command_saves_the_budget_and_its_settings(tmp_path, monkeypatch, 
     assert seen["estimate"] is False  # ... and --no-estimate turns it off
 
 
-def test_a_short_epochs_override_drops_the_budgets_warm_up(capsys):
-    from normlab.cli.study import budget_run_args
-
+def test_a_short_epochs_override_drops_the_budgets_warm_up():
     cpu = get_budget("resnet", "cpu")
-    assert budget_run_args(cpu, None) == list(cpu.run_args)
-    assert budget_run_args(cpu, 5) == list(cpu.run_args)
-    short = budget_run_args(cpu, 1)
-    assert "--warmup-epochs" not in short and "--label-smoothing" in short
-    assert "leaving out the budget's --warmup-epochs 1" in capsys.readouterr().out
+    said = []
+    assert budget_overrides(cpu, None, said.append) == cpu.overrides
+    assert budget_overrides(cpu, 5, said.append) == cpu.overrides and not said
+    short = budget_overrides(cpu, 1, said.append)
+    assert "warmup_epochs" not in short and short["label_smoothing"] == 0.1
+    assert "leaving out the budget's warmup_epochs 1" in said[0]
+
+
+def test_budget_of_finds_a_retired_budget_by_its_overrides():
+    s = StudySettings(kind="ner", out="o", data="d", budget="cpu", overrides={"patience": 3})
+    assert budget_of(s).epochs == 15  # the retired cpu budget the first shipped NER study ran under
+    assert budget_of(StudySettings(kind="ner", out="o", data="d", budget="cpu",
+                                   overrides=dict(get_budget("ner", "cpu").overrides))) is get_budget("ner", "cpu")
+
+
+def test_a_study_json_with_flags_is_read_as_its_budgets_overrides():
+    """Studies saved before runs were data keep argv lists (extra_args): the budget's flags are
+    compared with what each budget saved (not parsed); flags after them are kept apart, unrun."""
+    assert from_saved_flags("resnet", "cpu", ["--label-smoothing", "0.1", "--warmup-epochs", "1"]) == (
+        {"label_smoothing": 0.1, "warmup_epochs": 1.0}, [])
+    assert from_saved_flags("ner", "cpu", ["--patience", "3", "--lr", "0.1"]) == ({"patience": 3}, ["--lr", "0.1"])
+    assert from_saved_flags("ner", None, ["--lr", "0.1"]) == ({}, ["--lr", "0.1"])
+    s = StudySettings.from_dict({"kind": "ner", "out": "o", "data": "d", "budget": "cpu",
+                                 "extra_args": ["--patience", "5", "--min-delta", "0.002"]})
+    assert s.overrides == {"patience": 5, "min_delta": 0.002} and s.legacy_run_args == []

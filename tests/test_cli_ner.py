@@ -120,7 +120,6 @@ def test_train_on_a_bad_file_names_the_line(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [
     ["ner", "train", "--data", "x.csv", "--epochs", "many"],
     ["ner", "train", "--data", "x.csv", "--bogus"],
-    ["ner", "train"],
     ["ner", "tag", "--model", "x", "--format", "xml"],
     ["ner"],
 ])
@@ -129,6 +128,11 @@ def test_bad_flags_exit_2(argv, capsys):
         main(argv)
     assert e.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_train_without_data_or_config_exits_2(capsys):
+    assert main(["ner", "train"]) == 2  # --data is required unless --config gives it
+    assert "error: expected --data FILE (or --config FILE with the data), got none" in capsys.readouterr().err
 
 
 def test_help_explains_the_options(capsys):

@@ -24,11 +24,11 @@ def test_help_explains_every_norm_and_choice(capsys):
                  "--resume", "--no-progress"):
         assert flag in text, flag
     assert "(default 0.1)" in text and "(default 128)" in text and "(default cosine)" in text
+    assert "or MODULE:CLASS, your own layer" in text and "a folder on PYTHONPATH" in text
 
 
 @pytest.mark.parametrize("argv, message", [
     (["resnet", "train", "--bogus"], "unrecognized arguments: --bogus"),
-    (["resnet", "train", "--norm", "batchnorm"], "argument --norm: invalid choice: 'batchnorm'"),
     (["resnet", "train", "--compile", "yes"], "argument --compile: invalid choice: 'yes'"),
     (["resnet", "train", "--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
     (["resnet"], "required: SUBCOMMAND"),
@@ -53,6 +53,9 @@ def test_bad_values_are_clear_errors(tmp_path, capsys):
     assert "normlab: error: expected --lr to be a finite number > 0.0, got -1.0" in capsys.readouterr().err
     assert main(["resnet", "train", "--norm", "gn", "--gn-groups", "5", "--out", str(tmp_path / "b")]) == 2
     assert "expected --gn-groups to divide" in capsys.readouterr().err
+    assert main(["resnet", "train", "--norm", "batchnorm", "--out", str(tmp_path / "d")]) == 2
+    assert ("normlab: error: expected --norm to be one of bn, in, bin, ln, gn, nn, torch_bn, or a 'module:Class' "
+            "import path of your own layer, got 'batchnorm'") in capsys.readouterr().err
     assert main(["resnet", "train", "--resume", "--out", str(tmp_path / "c")]) == 2
     assert "holds no config.json" in capsys.readouterr().err
 

@@ -3,7 +3,8 @@
 import pytest
 
 from normlab.study import estimate as E
-from normlab.study.grids import StudySettings, select_variants
+from normlab.study.grids import select_variants
+from normlab.study.settings import StudySettings
 from normlab.study.backends import Progress
 from normlab.study.runner import Task
 from normlab.study.timefmt import hms
@@ -30,7 +31,7 @@ def test_resnet_run_seconds_scale_with_epochs_steps_and_evaluation():
 
 
 def test_ner_run_seconds_use_the_epoch_cap_and_eval_every():
-    s = StudySettings(kind="ner", out="o", data="d", epochs=2, limit_train=1280, extra_args=["--eval-every", "5"])
+    s = StudySettings(kind="ner", out="o", data="d", epochs=2, limit_train=1280, overrides={"eval_every": 5})
     (v,) = select_variants("ner", ["crf"])
     seen = []
     secs = E.run_seconds(s, v, timer=lambda st: seen.append(st) or (1.0, 0.0))

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from normlab import hardware
-from normlab.files import atomic_write_json
 from normlab.cli.study import default_jobs, gpu_count, resolve_budget
-from normlab.study.grids import StudySettings
+from normlab.files import atomic_write_json
+from normlab.study.settings import StudySettings
 
 
 def _gpus(monkeypatch, n):

@@ -222,7 +222,8 @@ def test_registry_names_and_builtins():
 
 
 def test_registry_refuses_unknown_name_listing_valid_ones():
-    with pytest.raises(ValueError, match=r"expected a normalization name in bn, in, bin, ln, gn, nn, torch_bn, got 'batchnorm'"):
+    with pytest.raises(ValueError, match=r"expected a normalization name in bn, in, bin, ln, gn, nn, torch_bn or a "
+                                         r"'module:Class' import path, got 'batchnorm'"):
         make_norm("batchnorm", C)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from normlab.files import atomic_write_json, read_json
-from normlab.study.grids import StudySettings, variants_for
+from normlab.study.grids import variants_for
+from normlab.study.settings import StudySettings
 from normlab.report.write import load_study, write_report
 
 SPLITS = ("train", "val", "test")
@@ -81,7 +82,7 @@ def make_study(root: Path, kind: str, names=None, seeds=(0,), seed=0, epochs=3, 
                              limit_train=limit_train, data="somewhere")
     atomic_write_json(root / "study.json", {
         "kind": kind, "settings": settings.to_dict(),
-        "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings} for v in grid],
+        "grid": [v.record() for v in grid],
         "variants_requested": [v.name for v in grid], "seeds": list(seeds), "left_out": {},
         "shortened": settings.shortened()})
     for v in grid:

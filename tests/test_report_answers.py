@@ -18,7 +18,9 @@ from normlab.report.answers_ner import (INIT_TITLE, crf_init_statement, invalid_
 from normlab.report.answers_resnet import (BATCH_TITLE, PERCENTILE_TITLE, SANITY_TITLE, SIX_TITLE, gn_claim_sentence,
                                           inner_extremes, less_sensitive, percentile_verdict, range_change,
                                           sanity_verdict, sensitivity_verdict, six_way_verdict, trajectory_phrase)
-from normlab.study.grids import StudySettings, get_budget, variants_for
+from normlab.study.budgets import get_budget
+from normlab.study.grids import variants_for
+from normlab.study.settings import StudySettings
 from normlab.report.write import load_study, write_report
 from normlab.report.header import data_files, study_command, wall_time_line
 
@@ -248,9 +250,13 @@ def test_crf_init_statement_states_the_initialization_and_why():
 def test_study_command_is_rebuilt_from_the_settings_without_absolute_paths():
     s = StudySettings(kind="ner", out="/abs/place/studies/ner", data="../shared/data/gmb/ner.csv.zip",
                       epochs=get_budget("ner", "cpu").epochs, budget="cpu", jobs=2,
-                      extra_args=[*get_budget("ner", "cpu").run_args, "--eval-every=50"])
+                      overrides={**get_budget("ner", "cpu").overrides, "eval_every": 50, "device_name": "1", "tag": "x y"})
     assert study_command(s) == ("normlab study ner --data ../shared/data/gmb/ner.csv.zip --out ner --budget cpu "
-                                "--jobs 2 --run-arg=--eval-every=50")
+                                "--jobs 2 --set eval_every=50 --set 'device_name=\"1\"' --set 'tag=x y'")
+    # a study saved before runs were data: its flags beyond the budget's, as they were given
+    old = StudySettings.from_dict({**s.to_dict(), "overrides": {}, "legacy_run_args": [],
+                                   "extra_args": ["--patience", "5", "--min-delta", "0.002", "--eval-every=50"]})
+    assert study_command(old).endswith("--budget cpu --jobs 2 --run-arg=--eval-every=50")
     r = StudySettings(kind="resnet", out="studies/resnet", data="/abs/data/cifar10-jpeg.zip", epochs=5, budget="cpu",
                       seeds=2, sanity_seeds=3, limit_train=5000, small_batch_lr="same")
     assert study_command(r) == ("normlab study resnet --data cifar10-jpeg.zip --lr-scaling none --out "
@@ -290,7 +296,7 @@ def _study_json(root: Path, kind: str, **settings):
     grid = variants_for(kind)
     atomic_write_json(root / "study.json", {
         "kind": kind, "settings": s.to_dict(),
-        "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings} for v in grid],
+        "grid": [v.record() for v in grid],
         "variants_requested": [v.name for v in grid], "seeds": s.seed_list(), "left_out": {},
         "shortened": s.shortened()})
     return s
@@ -384,14 +390,14 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     rng = np.random.default_rng(2)
     settings = _study_json(root, "ner", data="/abs/gmb/ner_dataset.csv.zip", budget="cpu",
                            epochs=get_budget("ner", "cpu").epochs,
-                           extra_args=list(get_budget("ner", "cpu").run_args))
+                           overrides=dict(get_budget("ner", "cpu").overrides))
     ent = {"random": 0.70, "random50": 0.72, "glove": 0.78, "glove_char": 0.82, "glove_char_ln": 0.8205,
            "crf": 0.85, "crf_ln": 0.84, "crf_free": 0.83}
     invalid = {"crf": 0, "crf_ln": 0, "crf_free": 11, "glove_char": 250}
     for v in variants_for("ner"):
         old = v.name == "random"  # an older run directory: no type F1, no invalid count
         d = make_run(root, "ner", v.name, 0, rng, epochs=3, old_ner=old,
-                     config_extra={"crf": v.settings["crf"], "crf_constraints": v.settings.get("crf_constraints", True)})
+                     config_extra={"crf": v.overrides["crf"], "crf_constraints": v.overrides.get("crf_constraints", True)})
         vals = {"entity_f1": ent[v.name]}
         if not old:
             vals.update(type_micro_f1=ent[v.name] + 0.02, invalid_transitions=invalid.get(v.name, 100))

@@ -45,12 +45,16 @@ def test_prepare_run_dir_refuses_overwrite_and_changed_resume(tmp_path):
 def test_a_folder_without_a_checkpoint_starts_afresh(tmp_path):
     """A run interrupted before its first checkpoint is not a run to protect (issue 9, item 2)."""
     out = tmp_path / "run"
-    files.atomic_write_json(out / files.CONFIG, {"config": {"lr": 0.1, "compile": "auto"}})
+    files.atomic_write_json(out / files.CONFIG, {"config": {"lr": 0.1, "compile": "auto"}, "env": {}})
     notes = []
     for resume, cfg in ((False, {"lr": 0.1}), (True, {"lr": 0.1, "compile": "off"}), (True, {"lr": 0.5})):
         assert rundir.prepare_run_dir(out, cfg, resume=resume, note=notes.append) is False
     assert notes == [f"note: {out} holds no checkpoint (a run interrupted before its first one); "
                      f"starting it afresh"] * 3
+    # the config.json a study writes before starting a run (no "env": no trainer ran) is no interrupted run
+    files.atomic_write_json(out / files.CONFIG, {"kind": "resnet", "config": {"lr": 0.1}})
+    notes.clear()
+    assert rundir.prepare_run_dir(out, {"lr": 0.1}, resume=False, note=notes.append) is False and notes == []
 
 
 def test_out_that_cannot_be_a_folder_is_refused(tmp_path):

@@ -20,8 +20,10 @@ import pytest
 
 from normlab.files import STUDY_LOCK, atomic_write_json, read_json, read_jsonl
 from normlab.study import grids
-from normlab.study.grids import StudySettings, run_command, select_variants, small_batch_lr, variants_for
+from normlab.study.grids import select_variants, small_batch_lr, variants_for
 from normlab.study.runner import plan, run_state, run_study
+from normlab.study.runs import run_command, run_config, write_run_config
+from normlab.study.settings import StudySettings
 
 from test_report import check_table_matches_runs, parse_md_table
 
@@ -32,12 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_resnet_grid_is_the_seeds_grid():
-    g = {v.name: v.settings for v in grids.resnet_variants("linear")}
+    g = {v.name: v.overrides for v in grids.resnet_variants("linear")}
     assert list(g) == ["torch_bn", "bn", "in", "bin", "ln", "gn", "nn", "bn_b8", "gn_b8"]
     assert all(s["batch_size"] == 128 and s["lr"] == 0.1 for n, s in g.items() if not n.endswith("_b8"))
     assert g["bn_b8"] == {"norm": "bn", "batch_size": 8, "lr": 0.1 * 8 / 128}
     assert g["gn_b8"]["norm"] == "gn"
-    assert {v.name: v.settings["lr"] for v in grids.resnet_variants("same")}["gn_b8"] == 0.1
+    assert {v.name: v.overrides["lr"] for v in grids.resnet_variants("same")}["gn_b8"] == 0.1
 
 
 def test_small_batch_lr_rules():
@@ -47,31 +49,46 @@ def test_small_batch_lr_rules():
         small_batch_lr("sqrt")
 
 
-def test_ner_grid_flags():
+def test_ner_grid_configs(tmp_path):
     v = {x.name: x for x in grids.ner_variants()}
     assert list(v) == ["random", "random50", "glove", "glove_char", "glove_char_ln", "crf", "crf_ln", "crf_free"]
     s = StudySettings(kind="ner", out="o", data="gmb.csv", embeddings="glove.txt")
-    cmd = lambda name: run_command(s, v[name], 3, False)
-    assert "--embeddings" not in cmd("random")
-    assert cmd("glove")[cmd("glove").index("--embeddings") + 1] == "glove.txt"
-    assert {"--char", "--layer-norm", "--crf"} <= set(cmd("crf_ln")) and "--crf" not in cmd("glove_char_ln")
-    assert "--no-crf-constraints" in cmd("crf_free") and "--no-crf-constraints" not in cmd("crf")
-    c = cmd("crf")
+    cfg = lambda name: run_config(s, v[name], 3, check_files=False)
+    assert cfg("random").embeddings is None and cfg("random50").word_dim == 50
+    assert cfg("glove").embeddings == "glove.txt"
+    assert StudySettings(kind="ner", out="o", data="g").embeddings is None and \
+        run_config(StudySettings(kind="ner", out="o", data="g"), v["glove"], 0, check_files=False).embeddings \
+        == "glove-6b-50d"
+    assert (cfg("crf_ln").char, cfg("crf_ln").layer_norm, cfg("crf_ln").crf) == (True, True, True)
+    assert not cfg("glove_char_ln").crf
+    assert cfg("crf_free").crf_constraints is False and cfg("crf").crf_constraints is True
+    c = cfg("crf")
+    assert c.seed == 3 and c.out == str(Path("o/runs/crf/seed3")) and c.data == ["gmb.csv"]
+
+
+def test_a_run_is_its_config_written_before_it_starts(tmp_path):
+    """The study writes the run's config.json (the trainer's format) and starts `train --config` on it."""
+    s = StudySettings(kind="ner", out="o", data="gmb.csv", epochs=4)
+    v = grids.ner_variants()[5]  # crf
+    path = write_run_config(s, v, 1, tmp_path / "run")
+    saved = read_json(path)
+    assert set(saved) == {"kind", "config"} and saved["kind"] == "ner"
+    assert saved["config"]["crf"] is True and saved["config"]["epochs"] == 4 and saved["config"]["seed"] == 1
+    assert run_state(tmp_path / "run") == "new"  # written by the study, not started by the trainer
+    c = run_command("ner", tmp_path / "run", resume=False)
     assert c[:5] == [sys.executable, "-m", "normlab", "ner", "train"]
-    assert c[c.index("--seed") + 1] == "3" and c[c.index("--out") + 1] == str(Path("o/runs/crf/seed3"))
-    assert "--resume" not in c and run_command(s, v["crf"], 3, True)[-1] == "--resume"
+    assert c[c.index("--config") + 1] == str(path) and c[c.index("--out") + 1] == str(tmp_path / "run")
+    assert "--resume" not in c and run_command("ner", tmp_path / "run", True)[-1] == "--resume"
 
 
-def test_resnet_command_carries_the_study_settings():
+def test_resnet_config_carries_the_study_settings():
     s = StudySettings(kind="resnet", out="o", data="c.zip", epochs=7, limit_train=256, val_size=128,
-                      extra_args=["--compile", "off"])
+                      overrides={"compile": "off"})
     v = {x.name: x for x in grids.resnet_variants()}
-    c = run_command(s, v["gn_b8"], 0, False)
-    opt = lambda f: c[c.index(f) + 1]
-    assert (opt("--norm"), opt("--batch-size"), float(opt("--lr"))) == ("gn", "8", 0.00625)
-    assert (opt("--data"), opt("--epochs"), opt("--limit-train"), opt("--val-size"), opt("--compile")) == \
-        ("c.zip", "7", "256", "128", "off")
-    assert opt("--n") == "2" and "--no-progress" in c
+    c = run_config(s, v["gn_b8"], 0)
+    assert (c.norm, c.batch_size, c.lr) == ("gn", 8, 0.00625)
+    assert (c.data, c.epochs, c.limit_train, c.val_size, c.compile) == ("c.zip", 7, 256, 128, "off")
+    assert c.n == 2
 
 
 def test_unknown_variant_lists_the_valid_ones():
@@ -110,14 +127,16 @@ def test_shortened_reasons():
 def test_plan_skips_finished_and_resumes_interrupted(tmp_path):
     s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", seeds=2)
     (tmp_path / "runs/random/seed0").mkdir(parents=True)
-    atomic_write_json(tmp_path / "runs/random/seed0/config.json", {})
+    atomic_write_json(tmp_path / "runs/random/seed0/config.json", {"env": {}})
     atomic_write_json(tmp_path / "runs/random/seed0/summary.json", {})
     (tmp_path / "runs/glove/seed1").mkdir(parents=True)
-    atomic_write_json(tmp_path / "runs/glove/seed1/config.json", {})
+    atomic_write_json(tmp_path / "runs/glove/seed1/config.json", {"env": {}})  # the trainer's: it started
     (tmp_path / "runs/crf/seed0").mkdir(parents=True)  # created, but the run died before its config
+    (tmp_path / "runs/crf_ln/seed0").mkdir(parents=True)  # the study's config.json, the trainer never started
+    atomic_write_json(tmp_path / "runs/crf_ln/seed0/config.json", {"kind": "ner", "config": {}})
     assert run_state(tmp_path / "runs/random/seed0") == "finished"
     assert run_state(tmp_path / "runs/glove/seed1") == "interrupted"
-    assert run_state(tmp_path / "runs/crf/seed0") == "new"
+    assert run_state(tmp_path / "runs/crf/seed0") == "new" and run_state(tmp_path / "runs/crf_ln/seed0") == "new"
     todo = {(t.variant.name, t.seed): t.resume for t in plan(s)}
     assert ("random", 0) not in todo and todo[("random", 1)] is False
     assert todo[("glove", 1)] is True and todo[("glove", 0)] is False and todo[("crf", 0)] is False
@@ -131,7 +150,7 @@ def test_plan_starts_interrupted_runs_then_every_variants_first_seed_before_any_
                                  ("bn", 0, False), ("ln", 0, True)):
         d = tmp_path / f"runs/{name}/seed{seed}"
         d.mkdir(parents=True)
-        atomic_write_json(d / "config.json", {})
+        atomic_write_json(d / "config.json", {"env": {}})
         if finished:
             atomic_write_json(d / "summary.json", {})
     order = [(t.variant.name, t.seed, t.resume) for t in plan(s)]
@@ -146,9 +165,7 @@ def test_plan_starts_interrupted_runs_then_every_variants_first_seed_before_any_
 
 
 def test_run_command_names_the_out_folder_and_interpreter_it_is_given():
-    s = StudySettings(kind="ner", out="o", data="gmb.csv")
-    v = grids.ner_variants()[0]
-    c = run_command(s, v, 1, True, out=Path("/scratch/x"), python="py")
+    c = run_command("ner", Path("/scratch/x"), True, python="py")
     assert c[:3] == ["py", "-m", "normlab"] and c[c.index("--out") + 1] == str(Path("/scratch/x"))
     assert c[-1] == "--resume"
 

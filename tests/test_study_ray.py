@@ -267,7 +267,7 @@ def test_the_cluster_and_its_tasks_stay_on_loopback(ray_cluster):
     ("cpu", CPUS + 1, f"expected --cpus-per-run <= the cluster's {CPUS} CPUs, got {CPUS + 1}"),
 ])
 def test_what_the_cluster_cannot_give_is_refused_before_any_task(tmp_path, ray_cluster, device, cpus, msg):
-    from normlab.study.grids import StudySettings
+    from normlab.study.settings import StudySettings
     from normlab.study.runner import run_study
 
     s = StudySettings(kind="ner", out=str(tmp_path), data="g.csv", variants=["random"], device=device)
@@ -473,3 +473,27 @@ def test_ctrl_c_on_the_driver_stops_the_runs_on_the_cluster(tmp_path, ray_cluste
         assert "# ray task cancelled: stopping the run" in log and "normlab: interrupted" in log
         assert (out / f"runs/{v}/seed0/last.pt").exists() and not (out / f"runs/{v}/seed0/summary.json").exists()
     assert not (out / "events.jsonl").exists()  # no run ended
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_your_own_norm_runs_on_the_workers_from_the_drivers_pythonpath(tmp_path, ray_cluster):
+    """--add-norm on Ray: the driver passes its PYTHONPATH to the workers (runtime_env), so the run's
+    process on a worker imports the user's module from there; the run comes back and is reported."""
+    from test_own_norm_study import NORMS, SPEC, _images
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mynorms.py").write_text(NORMS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(mine), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "normlab", "study", "resnet", "--data", str(_images(tmp_path / "imgs")),
+           "--val-size", "24", "--limit-train", "140", "--out", str(out), "--add-norm", f"rms={SPEC}",
+           "--variants", "rms", "--epochs", "1", "--budget", "full", "--sanity-seeds", "1", "--set", "compile=off",
+           "--no-estimate", "--cluster", "ray", "--ray-address", ray_cluster, "--shared-fs", "no"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=500)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "starting rms-seed0 on node 127.0.0.1 " in p.stdout
+    assert read_json(out / "runs/rms/seed0/config.json")["config"]["norm"] == SPEC
+    assert "test" in read_json(out / "runs/rms/seed0/summary.json")["metrics"]
+    assert f"`rms` is your own layer (`{SPEC}`, `--add-norm`)" in (out / "report.md").read_text()

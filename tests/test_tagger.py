@@ -171,6 +171,70 @@ def test_char_features_run_each_distinct_word_once_with_the_gradients_of_every_w
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_char_bilstm_equals_the_step_by_step_path_with_gradients(training):
+    """``CharFeatures.of_words`` (fused kernel, length buckets) against ``packed_bilstm`` (the Python
+    loop over time it replaced) on the same weights: features, and the gradients of every
+    parameter and of the character embedding, on words of 0 to 23 characters."""
+    from normlab.models.lstm import packed_bilstm
+    from normlab.models.tagger import CharFeatures, _directions
+
+    torch.manual_seed(5)
+    feats = CharFeatures(40, char_dim=7, hidden=6).train(training)
+    g = torch.Generator().manual_seed(6)
+    N, L = 300, 23
+    lengths = torch.cat([torch.tensor([0, 1, L]), torch.randint(1, L + 1, (N - 3,), generator=g)])
+    words = torch.randint(1, 40, (N, L), generator=g).masked_fill(torch.arange(L) >= lengths[:, None], 0)
+    got = feats.of_words(words)
+    ref = packed_bilstm(feats.embed(words), lengths.clamp(min=1), _directions(feats.lstm))[1]
+    assert got.shape == (N, 12)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    w = torch.randn(N, 12, generator=g)
+    params = [feats.embed.weight, *feats.lstm.parameters()]
+    got_grads = torch.autograd.grad((got * w).sum(), params)
+    ref_grads = torch.autograd.grad((ref * w).sum(), params)
+    for name, a, b in zip(["embed.weight"] + [n for n, _ in feats.lstm.named_parameters()], got_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+def test_char_features_keep_nn_lstm_parameter_names():
+    """Checkpoints of runs before the fused path still load: the state dict keys are nn.LSTM's."""
+    model = make_model(char=True)
+    keys = [k for k in model.state_dict() if k.startswith("chars.")]
+    assert keys == ["chars.embed.weight"] + [f"chars.lstm.{k}_l0{d}" for d in ("", "_reverse")
+                                            for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def _brute_force_buckets(lengths, call_cost):
+    """The cheapest cut of sorted ``lengths`` into buckets by trying every cut between distinct lengths."""
+    cuts = [i for i in range(1, len(lengths)) if lengths[i] != lengths[i - 1]]
+    best = None
+    for r in range(len(cuts) + 1):
+        for chosen in itertools.combinations(cuts, r):
+            bounds = [0, *chosen, len(lengths)]
+            cost = sum((b - a) * lengths[b - 1] + call_cost for a, b in zip(bounds, bounds[1:]))
+            if best is None or cost < best[0]:
+                best = (cost, [(a, b, lengths[b - 1]) for a, b in zip(bounds, bounds[1:])])
+    return best
+
+
+@pytest.mark.parametrize("call_cost", [0, 3, 10, 40, 1000])
+def test_length_buckets_are_the_cheapest_cut(call_cost):
+    from normlab.models.tagger import _length_buckets
+
+    g = torch.Generator().manual_seed(call_cost)
+    for _ in range(20):
+        lengths = torch.randint(1, 9, (int(torch.randint(1, 30, (1,), generator=g)),), generator=g).sort().values
+        buckets = _length_buckets(lengths, call_cost)
+        assert buckets[0][0] == 0 and buckets[-1][1] == len(lengths)
+        assert all(b[1] == c[0] for b, c in zip(buckets, buckets[1:]))
+        assert all(int(lengths[a:b].max()) == longest for a, b, longest in buckets)
+        cost = sum((b - a) * longest + call_cost for a, b, longest in buckets)
+        assert cost == _brute_force_buckets(lengths.tolist(), call_cost)[0]
+    assert len(_length_buckets(torch.tensor([1, 2, 3, 4]), 0)) == 4  # free calls: one per length
+    assert len(_length_buckets(torch.tensor([1, 2, 3, 4]), 1000)) == 1  # dear calls: one for all
+
+
 def test_word_bilstm_equals_nn_lstm_over_a_packed_sequence_with_gradients():
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 

@@ -55,7 +55,8 @@ def without_seconds(records):
 
 @pytest.mark.parametrize("changes, message", [
     (dict(n=0), "expected --n to be an integer >= 1, got 0"),
-    (dict(norm="batchnorm"), "expected --norm to be one of bn, in, bin, ln, gn, nn, torch_bn, got 'batchnorm'"),
+    (dict(norm="batchnorm"), "expected --norm to be one of bn, in, bin, ln, gn, nn, torch_bn, or a 'module:Class' "
+                             "import path of your own layer, got 'batchnorm'"),
     (dict(gn_groups=0), "expected --gn-groups to be an integer >= 1, got 0"),
     (dict(norm="gn", gn_groups=3), r"expected --gn-groups to divide the 16, 32 and 64 channels of the network "
                                     r"\(1, 2, 4, 8 or 16\), got 3"),

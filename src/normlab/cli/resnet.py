@@ -26,6 +26,10 @@ horizontal flip) done on whole batches on the device, a validation set drawn
 from the training images, early stopping on validation accuracy. A non-finite
 training loss stops the run (status "diverged"), keeping the best checkpoint.
 See docs/resnet.md for the choices and their reasons.
+
+--config FILE trains the run a config.json describes (a run directory's, as a
+study writes it before starting each run, or a JSON object of settings); flags
+given beside it override the file's values (--out, --resume, --device, ...).
 """
 
 # What each --norm means (the keys must be normlab.norms.NORM_NAMES; a test checks it).
@@ -43,7 +47,7 @@ NORM_HELP = {
 def register(sub) -> None:
     from typing import get_args
 
-    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float
+    from normlab.cli import HelpFormatter, RawHelpFormatter, finite_float, track_given
     from normlab.norms import DEFAULT_GN_GROUPS, NORM_NAMES
     from normlab.train.resnet import (REFERENCE_BATCH_SIZE, CompileMode, LrScaling, ResNetConfig, Schedule,
                                       ShortcutKind)
@@ -58,9 +62,14 @@ def register(sub) -> None:
 
     m = t.add_argument_group("model")
     m.add_argument("--n", type=int, default=d.n, metavar="N", help=f"blocks per stage: 6n+2 layers (default {d.n}: ResNet-14)")
-    m.add_argument("--norm", choices=NORM_NAMES, default=d.norm, metavar="NORM",
+    # No argparse choices: the config refuses a name that is neither built in nor module:Class.
+    m.add_argument("--norm", default=d.norm, metavar="{" + ",".join(NORM_NAMES) + ",MODULE:CLASS}",
                    help="normalization after every conv: "
-                        + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES) + f" (default {d.norm})")
+                        + "; ".join(f"{k}: {NORM_HELP[k]}" for k in NORM_NAMES)
+                        + "; or MODULE:CLASS, your own layer (e.g. mypkg.norms:RMSNorm2d), built as "
+                          "CLASS(num_channels=C) and mapping (B, C, H, W) to the same shape; MODULE is imported "
+                          "from sys.path: an installed package, or a folder on PYTHONPATH (python -m normlab "
+                          f"also looks in the current directory); see docs/resnet.md (default {d.norm})")
     m.add_argument("--gn-groups", type=int, default=d.gn_groups, metavar="G",
                    help=f"groups of --norm gn; must divide 16, 32 and 64 (default {DEFAULT_GN_GROUPS})")
     m.add_argument("--shortcut", choices=get_args(ShortcutKind), default=d.shortcut,
@@ -129,17 +138,24 @@ def register(sub) -> None:
                         "except --device, --compile and --no-progress (a folder without a checkpoint is "
                         "started afresh)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="take every setting from FILE, a run's config.json (or a JSON object of settings); "
+                        "flags given beside it override the file's values (default: the flags alone)")
+    track_given(t)
     t.set_defaults(func=_train)
 
 
 def config_from_args(args: argparse.Namespace):
-    """The ``ResNetConfig`` the parsed flags ask for (validated)."""
+    """The ``ResNetConfig`` the parsed flags (and ``--config FILE``) ask for (validated)."""
     import dataclasses
 
+    from normlab.cli import config_settings
+    from normlab.config import dataclass_from_dict
     from normlab.train.resnet import ResNetConfig
 
     names = {f.name for f in dataclasses.fields(ResNetConfig)}
-    return ResNetConfig(**{k: v for k, v in vars(args).items() if k in names})
+    where = f"--config {args.config}" if getattr(args, "config", None) else None
+    return dataclass_from_dict(ResNetConfig, config_settings(args, names, "resnet"), where)
 
 
 def _train(args: argparse.Namespace) -> int:

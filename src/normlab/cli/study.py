@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser, kind: str) -> None:
-    from normlab.study.grids import BUDGETS
+    from normlab.study.budgets import BUDGETS
 
     p.add_argument("--out", required=True, metavar="DIR",
                    help="study folder (study.json, runs/, logs/, report.*) (required; no default)")
@@ -38,14 +38,31 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--device", default="auto", help="passed to every run (default auto)")
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="run only these variants of the grid (default: all; see docs/study.md)")
+    p.add_argument("--grid", default=None, metavar="FILE",
+                   help="run your own grid instead of the built-in one: a TOML file with a [variants.NAME] table "
+                        "per variant, holding an optional label and config overrides (field = value, as in "
+                        f"`normlab {kind} train`'s config.json; see docs/study.md) (default: the built-in grid)")
+    p.add_argument("--add-norm", dest="add_norms", action="append", default=[], metavar="NAME=module:Class",
+                   help="add your own normalization layer to the grid (repeatable): variant NAME at batch 128 "
+                        "(the grid's batch-128 lr) and NAME_b8 at batch 8 (the grid's batch-8 lr) where the grid "
+                        "has batch-8 variants, e.g. --add-norm rms=mypkg.norms:RMSNorm2d; the report compares it "
+                        "with the built-in norms. The module must import where the runs run: on PYTHONPATH here, "
+                        "and on Ray on every worker (the driver passes its PYTHONPATH to them: install the module "
+                        "there, or put it on a shared folder). A rerun keeps the saved ones "
+                        "(default: none; see docs/study.md)"
+                        if kind == "resnet" else argparse.SUPPRESS)  # ner: accepted, and refused in one line
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write the report at the end (default: write it)")
     p.add_argument("--no-estimate", dest="estimate", action="store_false",
                    help="start the runs at once, without first timing a few steps of each kind of run to print "
                         "the estimated wall time (default: estimate)")
-    p.add_argument("--run-arg", dest="extra_args", action="append", default=[], metavar="ARG",
-                   help="an extra argument passed to every run unchanged (repeatable), e.g. --run-arg=--patience=5 "
-                        "(default: none)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run (repeatable): a field of the run's config.json and a "
+                        "TOML value, e.g. --set patience=5 "
+                        + ("--set schedule=step" if kind == "resnet" else "--set eval_every=50") + " (default: none)")
+    p.add_argument("--run-arg", dest="run_args", action="append", default=[], metavar="ARG",
+                   help=f"a flag of `normlab {kind} train` for every run (repeatable), e.g. --run-arg=--patience=5; "
+                        "turned into the config override it sets, as --set does (default: none)")
 
     c = p.add_argument_group("where the runs execute (see docs/study.md)")
     c.add_argument("--cluster", choices=("local", "ray"), default="local",
@@ -126,14 +143,18 @@ def _rel(p):
 def _run_study(args) -> int:
     from normlab.study.checks import check_study_inputs
     from normlab.study.backends import ClusterSettings, Terminated
-    from normlab.study.grids import StudySettings
+    from normlab.study.budgets import budget_overrides
     from normlab.study.runner import run_study, sigterm_stops
+    from normlab.study.settings import StudySettings, parse_add_norms, parse_set
 
-    for key in ("data", "data_dir", "embeddings"):
+    for key in ("data", "data_dir", "embeddings", "grid"):
         if getattr(args, key, None) is not None:
             setattr(args, key, _rel(getattr(args, key)))
     rule = getattr(args, "small_batch_lr", "linear")
     budget = resolve_budget(args.kind, args.budget, args.device, out=args.out)
+    # The runs' own settings, as config overrides: the budget's, then --run-arg's and --set's.
+    overrides = {**budget_overrides(budget, args.epochs), **run_arg_overrides(args.kind, args.run_args),
+                 **dict(parse_set(item) for item in args.overrides)}
     settings = StudySettings(
         kind=args.kind, out=args.out, seeds=args.seeds, first_seed=args.first_seed,
         epochs=args.epochs if args.epochs is not None else budget.epochs,
@@ -141,7 +162,7 @@ def _run_study(args) -> int:
         jobs=(default_jobs(args.device) if args.cluster == "local" else 1) if args.jobs is None else args.jobs,
         variants=args.variants,
         data=args.data[0] if isinstance(args.data, list) and len(args.data) == 1 else args.data,
-        extra_args=[*budget_run_args(budget, args.epochs), *args.extra_args], budget=budget.name,
+        overrides=overrides, grid=args.grid, budget=budget.name, add_norms=parse_add_norms(args.add_norms),
         sanity_seeds=args.sanity_seeds if args.sanity_seeds is not None else budget.sanity_seeds,
         data_dir=getattr(args, "data_dir", None), val_size=getattr(args, "val_size", None),
         # study.json keeps the rule's original name ("same"), so that older studies resume unchanged.
@@ -173,17 +194,29 @@ def _run_study(args) -> int:
             return 130
 
 
-def budget_run_args(budget, epochs) -> list[str]:
-    """The budget's run arguments; a warm-up as long as an --epochs override is left out (quick looks)."""
-    out, args = [], list(budget.run_args)
-    while args:
-        flag = args.pop(0)
-        value = args.pop(0) if args and not args[0].startswith("--") else None
-        if flag == "--warmup-epochs" and epochs is not None and value is not None and float(value) >= epochs:
-            print(f"study: leaving out the budget's {flag} {value}: not below --epochs {epochs}")
-            continue
-        out += [flag] + ([value] if value is not None else [])
-    return out
+def run_arg_overrides(kind: str, flags: list[str]) -> dict:
+    """The config overrides that ``--run-arg`` flags of `normlab <kind> train` set: parsed by that
+    command's own parser, keeping the settings they give (``--no-progress`` is display only)."""
+    import contextlib
+    import io
+
+    from normlab.cli import build_parser, given
+
+    if not flags:
+        return {}
+    argv = [kind, "train", *flags]
+    placeholder = kind == "ner" and not any(f == "--data" or f.startswith("--data=") for f in flags)
+    if placeholder:  # required by `ner train`; the study gives every run its own
+        argv += ["--data", "-"]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(argv)
+    except SystemExit:
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        raise ValueError(f"--run-arg: {lines[-1] if lines else 'bad arguments'}") from None
+    keys = given(args) - {"progress"} - ({"data"} if placeholder else set())
+    return {k: getattr(args, k) for k in sorted(keys)}
 
 
 def gpu_count(device: str) -> int:
@@ -217,7 +250,7 @@ def resolve_budget(kind: str, name: str, device: str, say=print, out: str | None
     """The Budget named by --budget; ``auto`` continues a saved study at its budget, else picks
     by the GPUs found, and says which and why."""
     from normlab.hardware import unusable_gpus_message
-    from normlab.study.grids import choose_budget, get_budget
+    from normlab.study.budgets import choose_budget, get_budget
 
     saved = saved_budget(out) if name == "auto" and out is not None else None
     if saved is not None:

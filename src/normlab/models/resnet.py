@@ -85,8 +85,8 @@ class ResNet(nn.Module):
     Args:
         n: blocks per stage (n=2 is ResNet-14, n=3 ResNet-20, ...).
         num_classes: output units r.
-        norm: a name of ``normlab.norms.make_norm`` (``bn in bin ln gn nn torch_bn``),
-            used right after every convolution.
+        norm: a name of ``normlab.norms.make_norm`` (``bn in bin ln gn nn torch_bn``, or a
+            user's layer as ``"module:Class"``), used right after every convolution.
         in_channels: channels of the input images.
         shortcut: ``"A"`` (parameter-free, the paper's CIFAR choice) or
             ``"projection"`` (option B) where a block changes shape.

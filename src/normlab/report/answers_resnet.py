@@ -5,6 +5,9 @@ One section per question of the study (SPEC §1.2):
 - ``sanity_section``: does our BN match ``nn.BatchNorm2d`` (``torch_bn`` vs ``bn``, 1.2.4)?
 - ``six_way_section``: how do BN, IN, BIN, LN, GN and no normalization compare (1.2.5)?
 - ``batch_section``: is GN less sensitive than BN to batch 8 instead of 128 (1.2.6)?
+
+Your own norms (``normlab study resnet --add-norm NAME=module:Class``, ``own_norms``) join the
+six in the comparison of norms, and ``NAME`` against ``NAME_b8`` joins the batch-size answer.
 - ``percentile_section``: how do the penultimate features' percentiles evolve (1.2.7)?
 
 The wording is in pure functions of numbers (``sanity_verdict``,
@@ -175,6 +178,20 @@ def sensitivity_verdict(name_a: str, a128: Measured, a8: Measured, name_b: str, 
     return v
 
 
+def own_batch_sentence(name: str, ms: dict[str, Measured], spread: Optional[Spread] = None) -> str:
+    """Your own norm ``name`` in the batch-size answer: its change from batch 128 to 8, and whether it is less
+    sensitive than ``bn`` and than ``gn`` (``less_sensitive``). ``ms``: name -> Measured for ``name``,
+    ``name_b8``, bn, bn_b8, gn, gn_b8."""
+    big, small = ms[name], ms[f"{name}_b8"]
+    parts = []
+    for ref in ("bn", "gn"):
+        w = less_sensitive(name, big, small, ref, ms[ref], ms[f"{ref}_b8"], spread)
+        parts.append(f"against `{ref}`, " + (
+            "cannot say (a run is missing, or one seed per run and no measured seed spread)" if w is None else
+            "the runs do not tell which is less sensitive" if w == "" else f"`{w}` is less sensitive"))
+    return f"Your own norm {change_phrase(name, big, small, spread)}; " + "; ".join(parts) + "."
+
+
 def gn_claim_sentence(winner: Optional[str], one_seed: Sequence[str] = ()) -> Optional[str]:
     """What ``less_sensitive(bn..., gn...)`` says about Wu & He's claim. ``one_seed``: the runs
     with a single seed; with any, the sentence is provisional, as the claims table's verdict
@@ -263,6 +280,12 @@ def percentile_verdict(series: dict[str, Sequence[tuple[float, float]]]) -> Verd
 # ----------------------------------------------------------------------------- sections
 
 
+def own_norms(study: StudyData) -> list[str]:
+    """The variants of your own norms at batch 128 (``--add-norm NAME=...``: ``NAME``), in grid order."""
+    added = set(study.settings.add_norms) if study.settings is not None else set()
+    return [v.name for v in study.variants if v.name in added]
+
+
 def _m(study: StudyData, name: str, key: str = "accuracy", split: str = "test") -> Measured:
     return Measured.of(name, study.values(name, split, key))
 
@@ -315,14 +338,16 @@ def sanity_section(study: StudyData, out: Path) -> Section:
 
 
 def six_way_section(study: StudyData, out: Path) -> Section:
-    items = [_m(study, n) for n in SIX]
+    own = own_norms(study)
+    names = list(SIX) + own
+    items = [_m(study, n) for n in names]
     spread = study_spread(study)
-    fig = plot_bars(out / "report-six.png", list(SIX), {"test accuracy": [[x * 100 for x in m.values] for m in items]},
+    fig = plot_bars(out / "report-six.png", names, {"test accuracy": [[x * 100 for x in m.values] for m in items]},
                     ylabel="test accuracy %", title="test accuracy per normalization (batch 128); dotted: bn",
                     reference="bn")
     ref = next(m for m in items if m.name == "bn")
     rows = []
-    for n, m in zip(SIX, items):
+    for n, m in zip(names, items):
         vr = study.get(n)
         if not m.values:
             rows.append([n, "0", "–", "–", "–", "–", "–", vr.missing_reason() if vr else "not in this study"])
@@ -333,37 +358,42 @@ def six_way_section(study: StudyData, out: Path) -> Section:
         rows.append([n, str(m.n), m.short(), micro.short(), macro.short(), delta,
                      fmt_ints(vr.summary_values("best_epoch")), f"{div} of {len(vr.finished)}" if div else "no"])
     v = six_way_verdict(items, spread=spread)
-    eq = equal_training_note(study, list(SIX))
+    eq = equal_training_note(study, names)
     if eq:
         v.answer.append(eq)
-    miss = study.missing_sentence(list(SIX))
+    miss = study.missing_sentence(names)
     if miss:
         v.caveats.insert(0, miss)
-    div = [n for n in SIX if study.get(n) and any(r.summary.get("diverged") for r in study.get(n).finished)]
+    div = [n for n in names if study.get(n) and any(r.summary.get("diverged") for r in study.get(n).finished)]
     if div:
         v.caveats.append("Diverged: " + "; ".join(
             f"`{n}` ({next(r.summary.get('message', '') for r in study.get(n).finished if r.summary.get('diverged'))})"
             for n in div) + ".")
-    return Section(SIX_TITLE, (fig, "test accuracy of the six variants: bars are means over seeds, error bars one "
-                                    "standard deviation where there are several seeds"),
+    notes = [f"`{n}` is your own layer (`{study.settings.add_norms[n]}`, `--add-norm`), run as the six are: "
+             f"batch {study.get(n).settings.get('batch_size')}, lr {study.get(n).settings.get('lr'):g}." for n in own]
+    yours = " and " + ", ".join(own) if own else ""
+    return Section(SIX_TITLE, (fig, f"test accuracy of the six variants{yours}: bars are means over seeds, error "
+                                    "bars one standard deviation where there are several seeds"),
                    [(["variant", "seeds", "test acc", "test micro F1", "test macro F1",
                       "Δ acc vs bn, points [95% interval]",
-                      "best epoch", "diverged"], rows)], v)
+                      "best epoch", "diverged"], rows)], v, notes)
 
 
 def batch_section(study: StudyData, out: Path) -> Section:
-    ms = {n: _m(study, n) for n in ("bn", "bn_b8", "gn", "gn_b8")}
-    fig = plot_bars(out / "report-batch.png", ["bn", "gn"],
-                    {"batch 128": [[x * 100 for x in ms["bn"].values], [x * 100 for x in ms["gn"].values]],
-                     "batch 8": [[x * 100 for x in ms["bn_b8"].values], [x * 100 for x in ms["gn_b8"].values]]},
+    own = [n for n in own_norms(study) if study.get(f"{n}_b8") is not None]  # grids without batch 8 have no NAME_b8
+    norms = ["bn", "gn"] + own
+    ms = {n: _m(study, n) for norm in norms for n in (norm, f"{norm}_b8")}
+    fig = plot_bars(out / "report-batch.png", norms,
+                    {"batch 128": [[x * 100 for x in ms[n].values] for n in norms],
+                     "batch 8": [[x * 100 for x in ms[f"{n}_b8"].values] for n in norms]},
                     ylabel="test accuracy %", title="test accuracy at batch 128 and batch 8")
     spread = study_spread(study)
     rows = []
-    for norm in ("bn", "gn"):
+    for norm in norms:
         big, small = ms[norm], ms[f"{norm}_b8"]
         rows.append([norm, big.short(), small.short(), estimate_cell(difference(small, big, spread))])
     v = sensitivity_verdict("bn", ms["bn"], ms["bn_b8"], "gn", ms["gn"], ms["gn_b8"], spread)
-    eq = equal_training_note(study, ["bn", "bn_b8", "gn", "gn_b8"])
+    eq = equal_training_note(study, [n for norm in norms for n in (norm, f"{norm}_b8")])
     if eq:
         sizes = [study.get(n).settings.get("batch_size") for n in ("bn", "bn_b8") if study.get(n)]
         ratio = (f"{sizes[0] // sizes[1]} times as many updates per epoch" if len(sizes) == 2 and all(sizes)
@@ -387,7 +417,9 @@ def batch_section(study: StudyData, out: Path) -> Section:
                         else " (`--lr-scaling none`)" if rule else "") + "; the batch-128 runs used 0.1.")
     if ms["bn_b8"].values and ms["gn_b8"].values:
         notes.append("At batch 8: " + difference_sentence(ms["gn_b8"], ms["bn_b8"], "test accuracy", spread))
-    return Section(BATCH_TITLE, (fig, "test accuracy of bn and gn at batch 128 and batch 8 (paired bars)"),
+    notes += [own_batch_sentence(n, ms, spread) for n in own]
+    return Section(BATCH_TITLE, (fig, f"test accuracy of {', '.join(norms[:-1])} and {norms[-1]} at batch 128 "
+                                      "and batch 8 (paired bars)"),
                    [(["variant", "batch 128 test acc", "batch 8 test acc",
                       "change, points [95% interval] (n = batch 8, batch 128)"], rows)], v, notes)
 

@@ -11,7 +11,8 @@ import shlex
 from datetime import datetime, timezone
 from typing import Optional
 
-from normlab.study.grids import StudySettings, budget_of
+from normlab.study.budgets import budget_of
+from normlab.study.settings import StudySettings, show_set
 from normlab.report.load import StudyData, first_epoch_seconds
 from normlab.report.render import fmt_count, shown_path
 from normlab.study.timefmt import hms
@@ -54,12 +55,17 @@ def study_command(s: StudySettings) -> str:
         argv += ["--jobs", str(s.jobs)]
     if s.device and s.device != "auto":
         argv += ["--device", s.device]
+    if s.grid:
+        argv += ["--grid", shown_path(s.grid)]
+    for name, spec in s.add_norms.items():
+        argv += ["--add-norm", f"{name}={spec}"]
     if s.variants:
         argv += ["--variants", *s.variants]
-    extra = list(s.extra_args)
-    if budget is not None and extra[:len(budget.run_args)] == list(budget.run_args):
-        extra = extra[len(budget.run_args):]
-    argv += [f"--run-arg={a}" for a in extra]
+    own = budget.overrides if budget is not None else {}
+    for key, value in s.overrides.items():
+        if key not in own or own[key] != value:
+            argv += ["--set", show_set(key, value)]
+    argv += [f"--run-arg={a}" for a in s.legacy_run_args]  # a study from before runs were data
     return " ".join(shlex.quote(a) for a in argv)
 
 

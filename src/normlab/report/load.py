@@ -21,8 +21,10 @@ from typing import Optional
 
 import numpy as np
 
-from normlab.files import CONFIG, EVENTS, METRICS, STUDY, SUMMARY, read_json, read_jsonl
-from normlab.study.grids import RESNET_FULL_EPOCHS, StudySettings, variants_for
+from normlab.files import CONFIG, EVENTS, LOGS, METRICS, STUDY, SUMMARY, read_json, read_jsonl
+from normlab.study.budgets import RESNET_FULL_EPOCHS
+from normlab.study.grids import variants_for
+from normlab.study.settings import StudySettings
 
 SPLITS = ("train", "val", "test")
 
@@ -260,13 +262,15 @@ def load_study(root: Path) -> StudyData:
         raise ValueError(f"{root}: neither a study.json nor any run directory under runs/<variant>/seed<S>/")
     settings = StudySettings.from_dict(study["settings"]) if study else None
     rule = settings.small_batch_lr if settings else "linear"
-    grid = study["grid"] if study else [{"name": v.name, "label": v.label, **v.settings}
+    grid = study["grid"] if study else [v.record()
                                         for v in variants_for(kind, rule)]
     if settings is not None and study.get("variants_requested"):
         # The study is every variant any of its invocations asked for (``--variants`` may
         # change between them), not the last invocation's list.
         requested = list(study["variants_requested"])
-        whole = set(requested) == {v.name for v in variants_for(kind, rule)}  # the default grid, no more
+        default = ({g["name"] for g in grid} if settings.grid
+                   else {v.name for v in variants_for(kind, rule, add_norms=settings.add_norms)})
+        whole = set(requested) == default  # the default grid, no more
         settings = replace(settings, variants=None if whole else requested)
     left_out = (study or {}).get("left_out", {})
     events = read_jsonl(root / EVENTS)
@@ -282,6 +286,8 @@ def load_study(root: Path) -> StudyData:
             if not m or not d.is_dir():
                 continue
             cfg = read_json(d / CONFIG) if (d / CONFIG).exists() else {}
+            if "env" not in cfg:  # written by the study for a run whose trainer has not started it
+                cfg = {}
             summ = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
             run = Run(g["name"], int(m.group(1)), d, cfg, read_jsonl(d / METRICS), summ)
             # every attempt the runner recorded (and the epochs of those it did not), else the run's own
@@ -289,7 +295,7 @@ def load_study(root: Path) -> StudyData:
             mine = by_run.get((g["name"], run.seed), [])
             if mine:
                 run.seconds, run.unrecorded_seconds, run.attempts, run.unrecorded_attempts = attempt_times(
-                    kind, mine, run.metrics, root / "logs" / f"{g['name']}-seed{run.seed}.log")
+                    kind, mine, run.metrics, root / LOGS / f"{g['name']}-seed{run.seed}.log")
             elif summ and summ.get("seconds") is not None:
                 run.seconds = float(summ["seconds"])
             if run.seconds is None and summ and summ.get("seconds_per_epoch") and summ.get("epochs_run"):

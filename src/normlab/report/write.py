@@ -30,7 +30,7 @@ from normlab.report.anomalies import anomaly_sections
 from normlab.report.claims import claims_table
 from normlab.report.common import Section
 from normlab.report.answers_ner import embeddings_table, ner_curve_sentences, ner_sections
-from normlab.report.answers_resnet import SIX, resnet_sections, sanity_curve_sentences
+from normlab.report.answers_resnet import SIX, own_norms, resnet_sections, sanity_curve_sentences
 from normlab.report.load import Run, StudyData, VariantResult, load_study
 from normlab.report.header import header_lines, study_command
 from normlab.report.plots import ZOOM_DROP, plot_curves, plot_ner_grid
@@ -95,13 +95,18 @@ def _appendix_resnet(study: StudyData, doc: Doc, out: Path) -> None:
             "train and val error of torch_bn and bn, overlaid (mean over seeds; " + TRAIN_RESNET + ")")
     for s in sanity_curve_sentences(study):
         doc.p(s)
-    doc.img(plot_curves(study, list(SIX), panels, "epoch", "epoch", out / "report-curves-six.png"),
-            "train and val error of bn, in, bin, ln, gn, nn (" + TRAIN_RESNET + ")")
-    styles = {"bn": {"color": "C0"}, "bn_b8": {"color": "C0", "linestyle": "--"},
-              "gn": {"color": "C1"}, "gn_b8": {"color": "C1", "linestyle": "--"}}
-    doc.img(plot_curves(study, ["bn", "bn_b8", "gn", "gn_b8"], panels, "epoch", "epoch",
+    own = own_norms(study)  # your own norms (--add-norm), beside the built-in ones
+    six = list(SIX) + own
+    doc.img(plot_curves(study, six, panels, "epoch", "epoch", out / "report-curves-six.png"),
+            f"train and val error of {', '.join(six)} (" + TRAIN_RESNET + ")")
+    norms = ["bn", "gn"] + [n for n in own if study.get(f"{n}_b8") is not None]
+    styles = {}
+    for i, n in enumerate(norms):
+        styles.update({n: {"color": f"C{i}"}, f"{n}_b8": {"color": f"C{i}", "linestyle": "--"}})
+    doc.img(plot_curves(study, [x for n in norms for x in (n, f"{n}_b8")], panels, "epoch", "epoch",
                         out / "report-curves-batch.png", styles=styles),
-            "train and val error of bn and gn at batch 128 (solid) and 8 (dashed) (" + TRAIN_RESNET + ")")
+            f"train and val error of {', '.join(norms[:-1])} and {norms[-1]} at batch 128 (solid) and 8 (dashed) ("
+            + TRAIN_RESNET + ")")
 
 
 def _appendix_ner(study: StudyData, doc: Doc, out: Path) -> None:
@@ -168,13 +173,16 @@ def build_report(study: StudyData, out: Path) -> Doc:
     return doc
 
 
+REPORT_FILES = ("report.md", "report.html")  # beside report-*.png, in the study folder (or --out)
+
+
 def write_report(study_dir: Path, out: Optional[Path] = None) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``report-*.png`` for a study folder; returns the two paths."""
     study = load_study(Path(study_dir))
     out = Path(out) if out is not None else study.root
     out.mkdir(parents=True, exist_ok=True)
     doc = build_report(study, out)
-    md, page = out / "report.md", out / "report.html"
+    md, page = (out / name for name in REPORT_FILES)
     atomic_write_text(md, render_md(doc))
     atomic_write_text(page, render_html(doc, doc.blocks[0][2]))
     return md, page

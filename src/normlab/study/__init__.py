@@ -1,7 +1,11 @@
 """The seed's two studies as grids of runs (their reports are ``normlab.report``'s job).
 
-- ``grids``: every experiment of each study (``Variant``), the shared ``StudySettings``,
-  and the argv of one single run.
+- ``grids``: every experiment of each study (``Variant``: a name, a label, config overrides),
+  and a user's own grid (a TOML file, ``load_grid``); ``budgets``: named budgets (an epoch cap
+  and config overrides); ``settings``: the shared ``StudySettings`` (study.json).
+- ``runs``: one run as data: its config (``run_config``), written as its config.json before it
+  starts, and the command that trains it (``normlab <kind> train --config FILE``).
+- ``checks``: a study's inputs, checked once before the first run; ``estimate``: its wall time.
 - ``runner``: ``run_study(settings, cluster=...)`` runs a grid, one process per run; skips
   finished runs, resumes interrupted ones.
 - ``backends``: what both backends share (``Task``, ``ClusterSettings``, progress, events);

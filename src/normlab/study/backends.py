@@ -1,8 +1,8 @@
 """What both backends of a study share: the run to do, where it runs, how its end is recorded.
 
-A backend takes the runs still to do (``Task``s, from ``runner.plan``) and
-runs each as ``normlab <kind> train ...`` (``grids.run_command``, the one
-definition of a run). Two exist, behind the same call
+A backend takes the runs still to do (``Task``s, from ``runner.plan``), writes
+each new run's config.json (``runs.write_run_config``) and runs it as
+``normlab <kind> train --config <run dir>/config.json`` (``runs.run_command``). Two exist, behind the same call
 ``run_tasks(tasks, settings, cluster, out, lock_fd, log) -> failed run names``:
 
 - ``local``: a pool of processes on this machine (``--jobs`` at once).
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
-from normlab.files import CONFIG, EVENTS, METRICS, SUMMARY, append_jsonl, read_json, read_jsonl
-from normlab.study.grids import StudySettings, Variant
+from normlab.files import EVENTS, LOGS, METRICS, SUMMARY, append_jsonl, read_json, read_jsonl
+from normlab.study.grids import Variant
+from normlab.study.runs import started
 from normlab.study.timefmt import hms
 
 Log = Callable[[str], None]
@@ -68,11 +69,12 @@ class Task:
 
 
 def run_state(path: Path) -> str:
-    """``finished`` (summary.json), ``interrupted`` (config.json only) or ``new``."""
+    """``finished`` (summary.json), ``interrupted`` (started by the trainer, no summary) or ``new``
+    (nothing, or only the config.json the study wrote before starting it)."""
     path = Path(path)
     if (path / SUMMARY).exists():
         return "finished"
-    if (path / CONFIG).exists():
+    if started(path):
         return "interrupted"
     return "new"
 
@@ -114,12 +116,16 @@ class ClusterSettings:
             raise ValueError(f"expected --jobs >= 1, got {self.max_in_flight}")
 
 
-def threads_per_run(cluster: ClusterSettings, jobs: int) -> int:
-    """CPU threads of each run, the same on either backend: ``--cpus-per-run``, else this machine's
-    cores divided by the runs at once (``jobs``). The thread count changes the last digits of a
-    run's numbers (reductions split otherwise), so a local and a Ray study agree only with it."""
+def threads_per_run(cluster: ClusterSettings, jobs: int, gpu: bool = False) -> int:
+    """CPU threads of each run, decided here only (the runs of either backend and the estimate):
+    ``--cpus-per-run``, else 1 for a Ray run on a GPU (so that a GPU node's CPUs do not cap the runs
+    sharing its GPUs), else this machine's cores divided by the runs at once (``jobs``). The thread
+    count changes the last digits of a run's numbers (reductions split otherwise), so a local and a
+    Ray study on CPUs agree only with it."""
     if cluster.cpus_per_run:
         return cluster.cpus_per_run
+    if gpu and cluster.backend == "ray":
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
@@ -218,7 +224,7 @@ def record_end(out: Path, t: Task, returncode: Optional[int], seconds: float, pr
         log(f"study: {t.name} {status} in {hms(seconds)}{where}")
     else:
         why = error or f"exit {returncode}"
-        log(f"study: {t.name} failed ({why}){where}; last lines of its log:\n{tail(out / 'logs' / f'{t.name}.log')}")
+        log(f"study: {t.name} failed ({why}){where}; last lines of its log:\n{tail(out / LOGS / f'{t.name}.log')}")
     log(progress.line())
     return ok
 

@@ -2,84 +2,53 @@
 
 Without this a study with a missing data file (or a bad ``--run-arg``) would
 start every run, each failing with the same error, and only then report.
-``check_study_inputs`` parses and validates every run's command line in this
-process, exactly as the run's own process would, and reads each data file
-once, so bad input is one line (exit 2) before anything is started.
+``check_study_inputs`` builds every variant's config in this process, as its
+run's own process will (``runs.run_config``: the config validates itself, naming
+the flag), and reads each data file once, so bad input is one line (exit 2)
+before anything is started.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
-from normlab.study.grids import StudySettings, run_command, select_variants
+from normlab.config import flag
+from normlab.study.grids import PRETRAINED, Variant
+from normlab.study.runs import run_config
+from normlab.study.settings import StudySettings
 
 
-def _parse_run(argv: list[str], variant: str):
-    """The parsed arguments of one run's ``normlab <kind> train ...``; a bad flag is a ValueError."""
-    from normlab.cli import build_parser
-
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            return build_parser().parse_args(argv)
-    except SystemExit:
-        lines = [line for line in err.getvalue().splitlines() if line.strip()]
-        why = lines[-1] if lines else "bad arguments"
-        raise ValueError(f"run {variant}: {why} (from the study's settings or --run-arg)") from None
-
-
-# Settings of a run that the study sets itself, by the run's option dest: a --run-arg that changed
-# one would run another experiment than study.json says (or resume, or write, where the study does not).
-STUDY_OWNED = {"out": "--out", "seed": "--first-seed and --seeds", "data": "--data", "data_dir": "--data-dir",
-               "val_size": "--val-size", "epochs": "--epochs", "limit_train": "--limit-train", "device": "--device",
-               "embeddings": "--embeddings", "resume": None}
+def _variant_configs(settings: StudySettings, variants: list[Variant]) -> list:
+    """Each variant's config (first seed), refusing study overrides that replace a variant's own."""
+    seed = settings.seed_list()[0]
+    configs = []
+    for v in variants:
+        clash = sorted(set(settings.overrides) & set(v.overrides))
+        if clash:
+            raise ValueError(f"--run-arg/--set: expected settings the variants do not set, got {flag(clash[0])}: it "
+                             f"would replace {flag(clash[0])} {v.overrides[clash[0]]!r} of variant {v.name} (the "
+                             f"variants differ by it)")
+        try:
+            configs.append(run_config(settings, v, seed))
+        except (ValueError, TypeError) as e:
+            where = f"{settings.grid} [variants.{v.name}]" if settings.grid else f"run {v.name}"
+            raise ValueError(f"{where}: {e}") from None
+    return configs
 
 
-def _train_parser(kind: str):
-    """The argparse parser of ``normlab <kind> train``."""
-    import argparse
+def _check_own_norms(settings: StudySettings, variants: list[Variant]) -> None:
+    """Import and try each norm of your own the variants name (``--add-norm``, a grid file's ``norm``) once,
+    here, as its runs will (``normlab.norms.check_norm``): a bad module is one line, not N failed runs."""
+    from normlab.norms.custom import check_norm, is_norm_spec
 
-    from normlab.cli import build_parser
-
-    def sub(p, name):
-        action = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        return action.choices[name]
-
-    return sub(sub(build_parser(), kind), "train")
-
-
-def _check_run_args(settings: StudySettings, variant, seed: int) -> None:
-    """Refuse ``--run-arg``s that change what the study or the variant sets (``--resume``, ``--seed``, ``--norm``).
-
-    The run's command line is parsed without them and with them last (where they would win), and
-    the two compared: abbreviations (``--res``) and flags the study happens to set later are caught too.
-    """
-    import dataclasses
-
-    if not settings.extra_args:
-        return
-    plain = run_command(dataclasses.replace(settings, extra_args=[]), variant, seed, resume=False)
-    plain = plain[plain.index("normlab") + 1:]
-    base = _parse_run(plain, variant.name)
-    args = _parse_run(plain + list(settings.extra_args), variant.name)
-    parser = _train_parser(settings.kind)
-    flag_of = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
-    own = {parser._option_string_actions[a.split("=")[0]].dest for a in variant.args
-           if a.startswith("--") and a.split("=")[0] in parser._option_string_actions}
-    for dest, value in vars(args).items():
-        if getattr(base, dest, value) == value:
-            continue
-        flag = flag_of.get(dest, dest)
-        if dest in STUDY_OWNED:
-            instead = (f"use the study's {STUDY_OWNED[dest]} instead" if STUDY_OWNED[dest] else
-                       "the study resumes interrupted runs itself: rerun the same study command")
-            raise ValueError(f"--run-arg: expected flags the study does not set itself, got {flag}: the study "
-                             f"sets it for every run ({instead})")
-        if dest in own:
-            raise ValueError(f"--run-arg: expected flags the variants do not set, got {flag}: it would replace "
-                             f"{flag} {getattr(base, dest)} of variant {variant.name} (the variants differ by it)")
+    added = {spec: name for name, spec in settings.add_norms.items()}
+    for spec in dict.fromkeys(v.overrides.get("norm") for v in variants if is_norm_spec(v.overrides.get("norm"))):
+        try:
+            check_norm(spec)
+        except ValueError as e:
+            if spec not in added:
+                raise
+            raise ValueError(f"--add-norm {added[spec]}={spec}: " + str(e).removeprefix(f"--norm {spec}: ")) from None
 
 
 def _check_device(device: str, backend: str) -> None:
@@ -136,36 +105,28 @@ def _check_path(option: str, path: str, folder_ok: bool = True) -> None:
 def check_study_inputs(settings: StudySettings, backend: str = "local") -> None:
     """Refuse a study whose runs would all fail: bad settings, flags, ``--out`` or data (one line each).
 
-    Checks: the settings; ``--out`` can be a folder; each variant's command line
-    parses and gives a valid config (``--run-arg`` values included), and no
-    ``--run-arg`` changes what the study or a variant sets; ``--device`` is one
+    Checks: the settings; ``--out`` can be a folder; each variant gives a valid
+    config (``--run-arg`` values included), and no ``--run-arg`` changes what the
+    study or a variant sets; ``--device`` is one
     this machine has (``backend`` ``local``) or could be one (``ray``); data
     paths exist; for ResNet, the images hold enough for ``--val-size``,
     ``--limit-train`` and each batch size; for NER, each GMB file reads (bad
     lines named) and the embeddings exist. Starts nothing and writes nothing.
     """
-    import importlib
     import importlib.util
 
     from normlab.files import STUDY
-    from normlab.study.runner import check_saved_settings
+    from normlab.study.runner import check_saved_settings, with_saved_norms
     from normlab.train.rundir import check_out_dir
 
+    settings = with_saved_norms(settings)  # a rerun keeps the norms the study added
     settings.validate()
     check_out_dir(Path(settings.out))
     if (Path(settings.out) / STUDY).is_file():  # a rerun with other settings: refused before the lock file is made
         check_saved_settings(Path(settings.out), settings)
-    cli = importlib.import_module(f"normlab.cli.{settings.kind}")
-    seed = settings.seed_list()[0]
-    variants = select_variants(settings.kind, settings.variants, settings.small_batch_lr)
-    configs = []
-    for v in variants:
-        argv = run_command(settings, v, seed, resume=False)
-        args = _parse_run(argv[argv.index("normlab") + 1:], v.name)
-        _check_run_args(settings, v, seed)
-        configs.append(cli.config_from_args(args))  # the run's own validation, naming its flags
-    if settings.kind == "ner":
-        configs[0].check_data_files()  # the runs' own check (every variant reads the same files)
+    variants = settings.selected_variants()
+    configs = _variant_configs(settings, variants)
+    _check_own_norms(settings, variants)
     _check_device(settings.device, backend)
     if settings.kind == "resnet":
         if settings.data and settings.data != "cifar10":
@@ -179,7 +140,7 @@ def check_study_inputs(settings: StudySettings, backend: str = "local") -> None:
 
     for path in ([settings.data] if isinstance(settings.data, str) else list(settings.data or [])):
         read_gmb(path)  # a bad line is named here, once
-    if any("--embeddings" in v.args for v in variants):
+    if any(v.overrides.get("embeddings") == PRETRAINED for v in variants):
         emb = settings.embeddings or "glove-6b-50d"
         if emb in PACKAGED:
             if importlib.util.find_spec(PACKAGED[emb]) is None:

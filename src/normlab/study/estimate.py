@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from normlab.study.grids import NER_FULL_EPOCHS, StudySettings, Variant
+from normlab.study.grids import Variant
+from normlab.study.runs import run_config
+from normlab.study.settings import StudySettings
 
 # The real sizes the grid trains on, when no --limit-train / --val-size says otherwise.
 CIFAR_TRAIN, CIFAR_VAL = 40000, 10000
@@ -147,42 +149,29 @@ def ner_step_seconds(settings: dict, batch_size: int = 128, length: int = GMB_ME
     return train, _time_steps(_synced(eval_step, device), warmup=1, steps=1)
 
 
-def _extra(settings: StudySettings, flag: str) -> Optional[str]:
-    """The value of ``flag`` among the study's --run-arg / budget arguments, if given."""
-    args = list(settings.extra_args)
-    for i, a in enumerate(args):
-        if a == flag and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
-
-
 def run_seconds(settings: StudySettings, variant: Variant, timer=None) -> float:
-    """Estimated seconds of one run of ``variant`` (``timer`` as ``resnet_step_seconds`` /
-    ``ner_step_seconds``, injectable for tests)."""
-    s = variant.settings
+    """Estimated seconds of one run of ``variant``, from its config (``timer`` as
+    ``resnet_step_seconds`` / ``ner_step_seconds``, injectable for tests)."""
+    cfg = run_config(settings, variant, settings.first_seed, check_files=False)
     if settings.kind == "resnet":
         timer = timer or resnet_step_seconds
-        train_step, eval_256 = timer(s["norm"], s["batch_size"])
-        n_train = settings.limit_train or CIFAR_TRAIN
-        n_val = settings.val_size or CIFAR_VAL
-        epochs = settings.epochs or 100
-        per_epoch = (n_train // s["batch_size"]) * train_step + math.ceil(n_val / 256) * eval_256
+        train_step, eval_256 = timer(cfg.norm, cfg.batch_size)
+        n_train = cfg.limit_train or CIFAR_TRAIN
+        n_val = cfg.val_size
+        per_epoch = (n_train // cfg.batch_size) * train_step + math.ceil(n_val / 256) * eval_256
         # the summary evaluates train, val and test once with the best checkpoint
         final = math.ceil((n_train + n_val + 10000) / 256) * eval_256
-        return epochs * per_epoch + final
+        return cfg.epochs * per_epoch + final
     timer = timer or ner_step_seconds
-    train_step, eval_batch = timer(s)
-    n_train = settings.limit_train or int(GMB_SENTENCES * GMB_TRAIN_SHARE)
+    train_step, eval_batch = timer({"embeddings": "glove" if cfg.embeddings else "random", "word_dim": cfg.word_dim,
+                                    "char": cfg.char, "layer_norm": cfg.layer_norm, "crf": cfg.crf})
+    n_train = cfg.limit_train or int(GMB_SENTENCES * GMB_TRAIN_SHARE)
     n_val = int(GMB_SENTENCES * (1 - GMB_TRAIN_SHARE) / 2)
-    cap = settings.epochs or NER_FULL_EPOCHS
-    epochs = min(cap, NER_EXPECTED_EPOCHS)
-    updates = math.ceil(n_train / 128)
-    every = int(_extra(settings, "--eval-every") or 100)
-    evals_per_epoch = (updates // every if every else 0) + 1
-    per_eval = math.ceil((n_val + 2000) / 128) * eval_batch
-    final = math.ceil((n_train + 2 * n_val) / 128) * eval_batch
+    epochs = min(cfg.epochs, NER_EXPECTED_EPOCHS)
+    updates = math.ceil(n_train / cfg.batch_size)
+    evals_per_epoch = (updates // cfg.eval_every if cfg.eval_every else 0) + 1
+    per_eval = math.ceil((n_val + cfg.train_eval_size) / cfg.batch_size) * eval_batch
+    final = math.ceil((n_train + 2 * n_val) / cfg.batch_size) * eval_batch
     return epochs * (updates * train_step + evals_per_epoch * per_eval) + final
 
 
@@ -249,7 +238,7 @@ def estimate_study(settings: StudySettings, tasks, threads: int, timer=None,
         est = Estimate(jobs=settings.jobs, device=str(device))
         cold = cold_start_seconds(settings, device.type) if cold_start is None else cold_start
         for t in tasks:
-            key = tuple(sorted((k, str(v)) for k, v in t.variant.settings.items()))
+            key = tuple(sorted((k, str(v)) for k, v in t.variant.overrides.items()))
             if key not in cache:
                 cache[key] = run_seconds(settings, t.variant, timer) * slowdown
             est.per_run[t.name] = cache[key] + (0.0 if t.resume else cold)

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from normlab.files import writing
+from normlab.files import LOGS, writing
 from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, default_signals, record_attempt,
                                     record_end, shown_command, threads_per_run)
-from normlab.study.grids import StudySettings, run_command
+from normlab.study.runs import run_command, write_run_config
+from normlab.study.settings import StudySettings, run_dir
 
 # After the SIGINT of a stop, how long a run gets to write its checkpoint and exit, then after
 # a SIGTERM; only a run still alive after both is killed (SIGKILL).
@@ -44,12 +45,12 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
               log: Log, estimate: Optional[dict[str, float]] = None, cwd: Optional[Path] = None) -> list[str]:
     """Run ``tasks`` ``settings.jobs`` at a time; return the names of those that failed.
 
-    ``estimate``: run name -> estimated seconds, for the time-left lines; ``cwd``: the folder the
+    ``settings``: with the paths the runs see (from ``cwd``); ``estimate``: run name -> estimated seconds, for the time-left lines; ``cwd``: the folder the
     runs start in, which the relative paths of ``settings`` start from (default: this process's)."""
     jobs = min(settings.jobs, len(tasks))
     gpus = _gpu_list(settings.device)
     threads = threads_per_run(cluster, jobs)
-    (out / "logs").mkdir(exist_ok=True)
+    (out / LOGS).mkdir(exist_ok=True)
     pending = list(tasks)
     running: dict[int, tuple[Task, subprocess.Popen, float, object]] = {}  # slot -> ...
     failed: list[str] = []
@@ -74,11 +75,17 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
                            TORCHINDUCTOR_COMPILE_THREADS=str(threads), PYTHONUNBUFFERED="1")
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-                argv = run_command(settings, t.variant, t.seed, t.resume)
-                with writing(out / "logs" / f"{t.name}.log"):
-                    logf = open(out / "logs" / f"{t.name}.log", "a")
+                argv = run_command(settings.kind, run_dir(Path(settings.out), t.variant.name, t.seed), t.resume)
+                with writing(out / LOGS / f"{t.name}.log"):
+                    logf = open(out / LOGS / f"{t.name}.log", "a")
                     logf.write(f"\n$ {shown_command(argv)}\n")
                     logf.flush()
+                if not t.resume:  # the run is its config: written where the run reads it, then started
+                    try:
+                        write_run_config(settings, t.variant, t.seed, t.dir)
+                    except BaseException:
+                        logf.close()
+                        raise
                 where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} CPU thread(s)"
                 log(f"study: {'resuming' if t.resume else 'starting'} {t.name} on {where}")
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd,

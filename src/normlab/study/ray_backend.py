@@ -1,7 +1,7 @@
 """The Ray backend: each run of a study's grid is one Ray task on a Ray cluster.
 
-A task runs the same ``normlab <kind> train ...`` command as the local backend
-(``grids.run_command``), as a child process of the Ray worker, and asks the
+A task runs the same ``normlab <kind> train --config ...`` command as the local backend
+(``runs.run_command``; the driver writes the run's config.json first), as a child process of the Ray worker, and asks the
 cluster for what the run needs: a quarter of a GPU (``RUNS_PER_GPU``) where the cluster has GPUs (and the
 study's ``--device`` allows them) and ``--cpus-per-run`` CPUs (default 1), else ``--cpus-per-run`` CPUs
 (default: the threads a local run would get, ``backends.threads_per_run``, at most the cluster's CPUs);
@@ -17,8 +17,9 @@ Where the run directory lives:
   (``$TMPDIR/normlab-ray/<study id>/<variant>/seed<S>``; a retry on the same
   node resumes from it); when it finishes, its files (all but ``last.pt``)
   come back to the driver, which writes them into the study folder as a
-  complete directory and renames it into place. An interrupted run of the
-  study folder is shipped to the worker so that it resumes there.
+  complete directory and renames it into place. The run's folder in the
+  study (its config.json, and an interrupted run's files) is shipped to the
+  worker, so that the run starts (or resumes) there.
 
 Failures: a worker that dies (killed, out of memory, node lost) is retried by
 Ray, at most ``--max-retries`` times; the child process dies with its worker
@@ -49,12 +50,13 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from normlab.files import LAST, STUDY, SUMMARY, atomic_write_text, read_json
+from normlab.files import LAST, LOGS, STUDY, SUMMARY, atomic_write_text, read_json
 from normlab.hardware import RUNS_PER_GPU
 from normlab.study.backends import (ClusterSettings, Log, Progress, Task, Terminated, record_end, run_state,
                                     shown_command, threads_per_run)
-from normlab.study.grids import StudySettings, run_command
-from normlab.study.grids import run_dir as grid_run_dir
+from normlab.study.runs import run_command, write_run_config
+from normlab.study.settings import StudySettings
+from normlab.study.settings import run_dir as grid_run_dir
 
 SHARED_TOKEN = ".shared-fs-token"
 SHIPPED_LEFT_BEHIND = (LAST,)  # the run is over: its resume checkpoint stays on the worker (then deleted)
@@ -186,8 +188,8 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
 
     ``spec``: the study settings, the variant and seed, the study folder as the
     driver sees it, the token proving a shared filesystem, the study id, the
-    threads. ``shipped``: the files of an interrupted run in the study folder,
-    or None. Returns the exit code, seconds, node, and without a shared
+    threads. ``shipped``: the files of the run's folder in the study (its
+    config.json; an interrupted run's files), or None with a shared filesystem. Returns the exit code, seconds, node, and without a shared
     filesystem the run's log and (when it finished) its files.
     """
     import ray
@@ -201,7 +203,7 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
         and (study / SHARED_TOKEN).read_text().strip() == spec["token"])
     if shared:
         run_dir = grid_run_dir(study, spec["variant"].name, spec["seed"])
-        log_path = study / "logs" / f"{spec['name']}.log"
+        log_path = study / LOGS / f"{spec['name']}.log"
     else:
         run_dir = Path(tempfile.gettempdir()) / "normlab-ray" / spec["study_id"] / spec["variant"].name / f"seed{spec['seed']}"
         log_path = run_dir.parent / f"seed{spec['seed']}.log"
@@ -222,40 +224,8 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
         if state == "finished":  # the run ended, but its worker died before the task could return
             rc, seconds = 0, float(read_json(run_dir / SUMMARY).get("seconds") or 0.0)
         else:
-            argv = run_command(settings, spec["variant"], spec["seed"], state == "interrupted", out=run_dir,
-                               python=sys.executable)
-            threads = str(spec["threads"])
-            env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
-            if not spec["gpu"]:
-                env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU task never takes a GPU another task was given
-            with open(log_path, "a") as logf:
-                logf.write(f"\n$ {shown_command(argv)}\n# ray task on node {node}, worker pid {os.getpid()}\n")
-                logf.flush()
-                start = time.time()
-                # The data paths are as typed on the driver (study.json keeps them relative, so that
-                # committed study folders name no absolute path): run where the driver ran when
-                # that folder exists here (one machine, or the same layout on every node).
-                cwd = spec.get("cwd") if spec.get("cwd") and Path(spec["cwd"]).is_dir() else None
-                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                        pass_fds=(lock_fd,), preexec_fn=_child_setup)
-                try:
-                    rc = None
-                    while rc is None:  # short waits: ray.cancel's KeyboardInterrupt arrives between them
-                        try:
-                            rc = proc.wait(timeout=0.5)
-                        except subprocess.TimeoutExpired:
-                            pass
-                except KeyboardInterrupt:  # ray.cancel from the driver (Ctrl-C there): stop as the local backend does
-                    logf.write("# ray task cancelled: stopping the run\n")
-                    logf.flush()
-                    proc.send_signal(signal.SIGINT)
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                    raise
-                seconds = time.time() - start
+            argv = run_command(settings.kind, run_dir, state == "interrupted", python=sys.executable)
+            rc, seconds = _run_child(argv, spec, log_path, lock_fd, node)
         result.update(returncode=rc, seconds=seconds)
         if not shared:
             result["log"] = log_path.read_text(errors="replace") if log_path.exists() else ""
@@ -273,6 +243,43 @@ def run_on_worker(spec: dict, shipped: Optional[dict], board) -> dict:
                     d.rmdir()
                 except OSError:  # another run of the study still there
                     break
+
+
+def _run_child(argv: list[str], spec: dict, log_path: Path, lock_fd: int, node: str) -> tuple[int, float]:
+    """Run one run's command as a child of this Ray worker, its output appended to ``log_path``;
+    returns its exit code and seconds. A ``ray.cancel`` stops it as the local backend stops a run."""
+    threads = str(spec["threads"])
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+    if not spec["gpu"]:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU task never takes a GPU another task was given
+    with open(log_path, "a") as logf:
+        logf.write(f"\n$ {shown_command(argv)}\n# ray task on node {node}, worker pid {os.getpid()}\n")
+        logf.flush()
+        start = time.time()
+        # The data paths are as typed on the driver (study.json keeps them relative, so that
+        # committed study folders name no absolute path): run where the driver ran when
+        # that folder exists here (one machine, or the same layout on every node).
+        cwd = spec.get("cwd") if spec.get("cwd") and Path(spec["cwd"]).is_dir() else None
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                pass_fds=(lock_fd,), preexec_fn=_child_setup)
+        try:
+            rc = None
+            while rc is None:  # short waits: ray.cancel's KeyboardInterrupt arrives between them
+                try:
+                    rc = proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:  # ray.cancel from the driver (Ctrl-C there): stop as the local backend does
+            logf.write("# ray task cancelled: stopping the run\n")
+            logf.flush()
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        return rc, time.time() - start
 
 
 def _study_id(out: Path) -> str:
@@ -302,8 +309,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         use_gpu = gpus > 0 and settings.device in ("auto", "cuda")
         # CPU runs: the threads a local run would get (the thread count changes the last digits);
         # GPU runs: 1 CPU each unless told, so that a GPU node's CPUs do not cap the runs sharing its GPUs.
-        per_run_cpus = ((cluster.cpus_per_run or 1) if use_gpu
-                        else threads_per_run(cluster, min(settings.jobs, len(tasks))))
+        per_run_cpus = threads_per_run(cluster, min(settings.jobs, len(tasks)), gpu=use_gpu)
         if not use_gpu and per_run_cpus > cpus:
             if cluster.cpus_per_run:
                 raise ValueError(f"expected --cpus-per-run <= the cluster's {cpus} CPUs, got {per_run_cpus}")
@@ -317,7 +323,7 @@ def run_tasks(tasks: list[Task], settings: StudySettings, cluster: ClusterSettin
         token = uuid.uuid4().hex
         if cluster.shared_fs != "no":
             atomic_write_text(token_path, token + "\n")
-        (out / "logs").mkdir(exist_ok=True)
+        (out / LOGS).mkdir(exist_ok=True)
         board = ray.remote(num_cpus=0)(_Board).remote()
         task_fn = ray.remote(run_on_worker).options(
             num_cpus=per_run_cpus, num_gpus=1 / RUNS_PER_GPU if use_gpu else 0, max_retries=cluster.max_retries,
@@ -354,8 +360,10 @@ def _drive(ray, tasks, base, task_fn, board, out, cluster, progress, log) -> lis
         while pending or inflight:
             while pending and len(inflight) < limit:
                 t = pending.pop(0)
+                if not t.resume:  # the run is its config: written into the study folder first
+                    write_run_config(base["settings"], t.variant, t.seed, t.dir)
                 shipped = None
-                if t.resume and cluster.shared_fs != "yes":  # the worker may not see it: send it along
+                if cluster.shared_fs != "yes":  # the worker may not see the run's folder: send it along
                     shipped = _read_tree(t.dir)
                 spec = dict(base, name=t.name, variant=t.variant, seed=t.seed)
                 inflight[task_fn.remote(spec, shipped, board)] = (t, time.time())
@@ -387,7 +395,7 @@ def _drive(ray, tasks, base, task_fn, board, out, cluster, progress, log) -> lis
                                     error=f"{type(e).__name__} after {attempts or 0} attempt(s): {msg}")
                 else:
                     if "log" in r:
-                        with open(out / "logs" / f"{t.name}.log", "a") as f:
+                        with open(out / LOGS / f"{t.name}.log", "a") as f:
                             f.write(r["log"])
                     if r.get("files"):
                         install_run(t.dir, r["files"])

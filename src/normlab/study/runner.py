@@ -7,16 +7,18 @@ default) or ``normlab.study.ray_backend`` (one Ray task per run).
 Layout of a study folder::
 
     <out>/study.json                 the settings and the grid (written first)
-    <out>/runs/<variant>/seed<S>/    one run directory per run (see normlab.train.rundir)
+    <out>/runs/<variant>/seed<S>/    one run directory per run (see normlab.train.rundir); its
+                                     config.json is written before the run starts (normlab.study.runs)
     <out>/logs/<variant>-seed<S>.log the run's own output, appended on each attempt
     <out>/events.jsonl               one line per finished attempt: run, return code, seconds,
                                      started / finished (UTC, ISO 8601)
     <out>/report.md, report.html     written at the end (normlab.report.write)
 
 A run is finished when its ``summary.json`` exists: it is then never started
-again (so a finished run is never touched). A run directory with a
-``config.json`` but no summary was interrupted and is continued with
-``--resume`` (from ``last.pt`` when there is one). Each run is its own process,
+again (so a finished run is never touched). A run directory whose trainer
+has started (its ``config.json`` records the environment) but with no summary
+was interrupted and is continued with ``--resume`` (from ``last.pt`` when
+there is one). Each run is its own process,
 so a study can be killed at any moment and rerun.
 
 While a study runs it holds an exclusive lock on ``<out>/.study.lock``; its
@@ -40,14 +42,14 @@ from typing import Callable, Optional
 
 from normlab.files import CONFIG, LAST, METRICS, RUN_LOCK, STUDY, STUDY_LOCK, SUMMARY, atomic_write_json, read_json
 from normlab.study.backends import ClusterSettings, Task, Terminated, run_state, threads_per_run
-from normlab.study.grids import StudySettings, run_dir, select_variants, variants_for
+from normlab.study.settings import StudySettings, run_dir
 
 __all__ = ["ClusterSettings", "Task", "plan", "run_state", "run_study"]
 
 
 # Settings that are paths: relative ones start from the study's working folder (study.json's
 # "workdir"), so a rerun from another folder (or with an absolute path) names the same files.
-PATH_KEYS = ("data", "data_dir", "embeddings")
+PATH_KEYS = ("data", "data_dir", "embeddings", "grid")
 
 
 def study_home(out: Path, saved: dict) -> Path:
@@ -79,19 +81,46 @@ def check_saved_settings(out: Path, settings: StudySettings) -> dict:
     if not path.exists():
         return {}
     saved = read_json(path)
-    old = StudySettings.from_dict(saved["settings"])
+    old = StudySettings.from_dict(saved["settings"], str(path))
     if old.kind != settings.kind:
         raise ValueError(f"{path} holds a {old.kind} study, not a {settings.kind} one; choose another --out")
+    if old.legacy_run_args:
+        raise ValueError(f"{path}: its runs were given the flags {' '.join(old.legacy_run_args)} (a study started "
+                         f"before runs were data), which this version cannot continue; choose another --out "
+                         f"(`normlab report {out}` still reads it)")
     a, b = old.to_dict(), settings.to_dict()
     home = study_home(out, saved)
-    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS
+    diffs = [k for k in a if k not in StudySettings.FREE_KEYS + StudySettings.GROWING_KEYS + StudySettings.ADDING_KEYS
              and not (_same_paths(a[k], b[k], home) if k in PATH_KEYS else a[k] == b[k])]
     if diffs:
         detail = ", ".join(f"{k}: saved {a[k]!r}" + (f" (from {os.path.relpath(home)})" if k in PATH_KEYS else "")
                            + f", now {b[k]!r}" for k in diffs)
         raise ValueError(f"{out} holds a study with other settings ({detail}); "
                          f"rerun with the saved settings or choose another --out")
+    _check_grid(path, saved.get("grid") or [], settings)
     return saved
+
+
+def with_saved_norms(settings: StudySettings) -> StudySettings:
+    """``settings`` with the norms the study already in ``settings.out`` added (``--add-norm``): a rerun
+    without the flag keeps them (``StudySettings.keep_saved_norms``)."""
+    path = Path(settings.out) / STUDY
+    try:
+        saved = read_json(path)["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings  # no study yet; a broken study.json is refused by ``check_saved_settings``, naming it
+    return settings.keep_saved_norms(saved, str(path)) if isinstance(saved, dict) else settings
+
+
+def _check_grid(path: Path, saved_grid: list, settings: StudySettings) -> None:
+    """Refuse a variant whose overrides differ from those its saved runs ran with (an edited grid
+    file, or a grid changed in the code): its new runs would be another experiment under its name."""
+    now = {v.name: v.overrides for v in settings.grid_variants(anomalies=True)}
+    for g in saved_grid:
+        saved = {k: v for k, v in g.items() if k not in ("name", "label", "args")}  # args: older studies' flags
+        if g.get("name") in now and now[g["name"]] != saved:
+            raise ValueError(f"{path}: variant {g['name']} ran with {saved}, the grid now gives "
+                             f"{now[g['name']]}; rerun with the saved grid or choose another --out")
 
 
 def plan(settings: StudySettings) -> list[Task]:
@@ -104,7 +133,7 @@ def plan(settings: StudySettings) -> list[Task]:
     """
     out = Path(settings.out)
     keyed = []
-    for grid_index, v in enumerate(select_variants(settings.kind, settings.variants, settings.small_batch_lr)):
+    for grid_index, v in enumerate(settings.selected_variants()):
         for seed_index, seed in enumerate(settings.seed_list(v.name)):
             d = run_dir(out, v.name, seed)
             state = run_state(d)
@@ -124,6 +153,7 @@ def run_study(settings: StudySettings, *, report: bool = True,
     Returns 0 when every run of the grid has finished (diverged runs count as
     finished: they ended as designed), 1 when some run failed.
     """
+    settings = with_saved_norms(settings)
     settings.validate()
     cluster = cluster or ClusterSettings()
     cluster.validate()
@@ -190,22 +220,22 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         old = saved["settings"]
         settings = dataclasses.replace(settings, **{k: max(old[k], getattr(settings, k))
                                                     for k in StudySettings.GROWING_KEYS if k in old})
-    everything = variants_for(settings.kind, settings.small_batch_lr, anomalies=True)
-    # The runs start in ``home`` with the paths as saved: a resumed run sees the command line it
+    everything = settings.grid_variants(anomalies=True)
+    # The runs start in ``home`` with the paths as saved: a resumed run sees the config it
     # started with, wherever this rerun was started from.
     run_settings = dataclasses.replace(
         settings, out=os.path.relpath(out.resolve(), home) if not Path(settings.out).is_absolute() else settings.out,
         **({k: saved["settings"].get(k) for k in PATH_KEYS} if saved else {}))
     requested = sorted(set(saved.get("variants_requested", []))
-                       | {v.name for v in select_variants(settings.kind, settings.variants, settings.small_batch_lr)},
+                       | {v.name for v in settings.selected_variants()},
                        key=[v.name for v in everything].index)
-    grid = variants_for(settings.kind, settings.small_batch_lr)  # the default grid, and any anomaly variant asked for
+    grid = settings.grid_variants()  # the default grid, and any anomaly variant asked for
     grid += [v for v in everything if v.name in requested and v not in grid]
     study = {
         "kind": settings.kind,
         "settings": run_settings.to_dict(),
         "workdir": os.path.relpath(home, out.resolve()),
-        "grid": [{"name": v.name, "label": v.label, "args": list(v.args), **v.settings} for v in grid],
+        "grid": [v.record() for v in grid],
         "variants_requested": requested,
         "seeds": settings.seed_list(),
         "left_out": {},  # every variant of the grid is run (kept for reports of older studies)
@@ -219,8 +249,9 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         from normlab.study.estimate import estimate_study
         from normlab.study.timefmt import hms
 
+        from normlab.hardware import torch_gpu_count
+
         slots = max(1, min(settings.jobs, len(tasks)))
-        threads = threads_per_run(cluster, slots)
         log("study: timing a few training steps of each kind of run to estimate the wall time ...")
         timed = settings
         if cluster.backend != "local" and settings.device.startswith("cuda"):
@@ -228,6 +259,7 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
 
             if not torch.cuda.is_available():  # a driver without the cluster's GPUs times on its CPU
                 timed = dataclasses.replace(settings, device="cpu")
+        threads = threads_per_run(cluster, slots, gpu=torch_gpu_count(timed.device) > 0)
         with _interruptible("timing training steps for the estimate", "no run was started; rerun the same "
                             "command to start the study (--no-estimate skips the estimate)", log):
             est = estimate_study(timed, tasks, threads=threads)
@@ -242,10 +274,10 @@ def _run_locked(settings, cluster, out, lock_fd, report, log, estimate=True) -> 
         times = est.per_run
     failed = _run_tasks(tasks, run_settings, cluster, out, lock_fd, log, times, home)
     if report:
-        from normlab.report.write import write_report
+        from normlab.report.write import REPORT_FILES, write_report
 
         def no_half_report() -> None:  # report.md may be new and report.html old: keep neither
-            for name in ("report.md", "report.html"):
+            for name in REPORT_FILES:
                 (out / name).unlink(missing_ok=True)
 
         done = f"{len(tasks) - len(failed)} of {len(tasks)} run(s) of this call finished" if tasks else \

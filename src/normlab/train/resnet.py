@@ -69,7 +69,9 @@ class ResNetConfig:
 
     # --- model ---
     n: int = 2  # 6n+2 layers; the study trains n=2 (ResNet-14)
-    norm: str = "bn"  # a name of normlab.norms.NORM_NAMES
+    # A name of normlab.norms.NORM_NAMES, or "module:Class", the import path of the user's own layer
+    # (normlab.norms.custom). Construction checks only its spelling; fit imports and tries the class.
+    norm: str = "bn"
     gn_groups: int | None = None  # groups of gn; None takes normlab.norms.DEFAULT_GN_GROUPS (ignored by other norms)
     shortcut: ShortcutKind = "A"  # the paper's parameter-free CIFAR shortcut; "projection" is option B
     # --- data ---
@@ -123,7 +125,7 @@ class ResNetConfig:
         return dataclass_from_dict(cls, d)
 
     def _validate(self) -> None:
-        from normlab.norms import NORM_NAMES
+        from normlab.norms import NORM_NAMES, is_norm_spec
 
         def integer(name: str, low: int, allow_none: bool = False) -> None:
             v = getattr(self, name)
@@ -148,7 +150,9 @@ class ResNetConfig:
                 raise ValueError(f"expected {option(name)} to be True or False, got {getattr(self, name)!r}")
 
         integer("n", 1)
-        choice("norm", NORM_NAMES)
+        if self.norm not in NORM_NAMES and not is_norm_spec(self.norm):
+            raise ValueError(f"expected --norm to be one of {', '.join(NORM_NAMES)}, or a 'module:Class' "
+                             f"import path of your own layer, got {self.norm!r}")
         integer("gn_groups", 1, allow_none=True)
         if self.norm == "gn" and self.gn_groups is not None and 16 % self.gn_groups:
             raise ValueError(f"expected --gn-groups to divide the 16, 32 and 64 channels of the network "
@@ -258,10 +262,12 @@ def fit(cfg: ResNetConfig, progress: bool = True) -> dict:
     ``progress`` shows a tqdm bar per epoch when stderr is a terminal; the
     per-epoch table is printed either way.
     """
-    from normlab.norms import DEFAULT_GN_GROUPS
+    from normlab.norms import DEFAULT_GN_GROUPS, check_norm, is_norm_spec
 
     if not isinstance(cfg, ResNetConfig):
         raise ValueError(f"expected a ResNetConfig, got {type(cfg).__name__}")
+    if is_norm_spec(cfg.norm):  # the user's own layer: it imports, takes num_channels, keeps the shape
+        check_norm(cfg.norm)
     if cfg.norm == "gn" and cfg.gn_groups is None:
         cfg = dataclasses.replace(cfg, gn_groups=DEFAULT_GN_GROUPS)
     out = Path(cfg.out)

@@ -467,7 +467,7 @@ def prepare_run_dir(out: Path, config: dict, resume: bool,
                              f"{', '.join(n for n in (BEST, SUMMARY) if (out / n).exists())}); "
                              f"choose another --out")
         return True
-    if cfg_path.exists():
+    if cfg_path.exists() and "env" in (read_json(cfg_path) or {}):  # not the config a study wrote to start it
         note(f"note: {out} holds no checkpoint (a run interrupted before its first one); starting it afresh")
     return False
 
