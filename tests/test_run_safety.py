@@ -97,8 +97,6 @@ def test_second_writer_is_refused_and_a_dead_writers_lock_is_not(kind, data, tmp
     if pid == 0:  # pragma: no cover - the child
         import signal
 
-        from normlab import files
-
         real = files.atomic_write_with
 
         def stop_after_config(path, write, mode="wb"):
