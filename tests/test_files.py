@@ -1,6 +1,5 @@
 """normlab.files: atomic writes, JSON lines, and the one layer every package writes through."""
 
-import ast
 import json
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import pytest
 
 from normlab import files
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "normlab"
 
 
 def test_atomic_write_leaves_no_temp_on_failure(tmp_path):
@@ -61,32 +59,4 @@ def test_to_jsonable_needs_no_torch_and_knows_its_tensors():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
-
-def _normlab_imports(path: Path) -> set[str]:
-    """The normlab packages and top-level modules a source file imports (``normlab.train.rundir`` -> ``train``)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        for n in names:
-            parts = n.split(".")
-            if parts[0] == "normlab" and len(parts) > 1:
-                found.add(parts[1])
-    return found
-
-
-@pytest.mark.parametrize("layer, allowed", [
-    ("files.py", set()),
-    ("data", {"data", "files", "config"}),
-    ("models", {"models", "norms", "data", "files", "config"}),
-    ("train", {"train", "data", "models", "norms", "files", "config"}),
-])
-def test_the_lower_layers_import_nothing_above_them(layer, allowed):
-    """Data flows one way: files -> data -> models -> train (-> study -> report -> cli)."""
-    paths = [SRC / layer] if layer.endswith(".py") else sorted((SRC / layer).glob("*.py"))
-    for path in paths:
-        above = _normlab_imports(path) - allowed - {path.stem if layer.endswith(".py") else layer}
-        assert not above, f"{path.relative_to(SRC)} imports normlab.{', normlab.'.join(sorted(above))}"
+# The import direction of every layer (files -> data -> ... -> cli) is tests/test_layers.py's.
