@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.data.sentence_batches import TaggerBatch
-from normlab.models.lstm import Direction, packed_bilstm
+from normlab.models.lstm import Direction
 
 
 class CharFeatures(nn.Module):
