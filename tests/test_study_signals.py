@@ -98,6 +98,10 @@ def test_a_study_started_in_the_background_by_a_script_stops_its_runs_cleanly(ci
 def _interrupt_with(sig: int):
     """A stand-in for a slow phase that gets Ctrl-C (SIGINT) or SIGTERM while it works."""
     def phase(*args, **kwargs):
+        if sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
+            # pytest started as a background job (`cmd &` in a script, nohup) ignores SIGINT, and so
+            # does everything it forks: give the phase the handler a terminal's Ctrl-C meets
+            signal.signal(sig, signal.default_int_handler)
         os.kill(os.getpid(), sig)
         time.sleep(30)
         raise AssertionError("the signal did not stop the phase")
