@@ -20,32 +20,15 @@ from normlab.study.grids import variants_for
 from normlab.study.runner import plan, run_study
 from normlab.study.settings import StudySettings, parse_add_norms
 
+from test_own_norm import LAYERS
 from test_report import parse_md_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = "mynorms:RMSNorm2d"
 
-NORMS = '''
-import torch
-from torch import nn
+# The user's module: test_own_norm's good layer (RMSNorm2d) and its mistakes (TakesDim, ...).
+NORMS = LAYERS
 
-
-class RMSNorm2d(nn.Module):
-    def __init__(self, num_channels, eps=1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(num_channels, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(num_channels, 1, 1))
-
-    def forward(self, x):
-        ms = x.square().mean(dim=(1, 2, 3), keepdim=True)
-        return x * torch.rsqrt(ms + self.eps) * self.weight + self.bias
-
-
-class TakesDim(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-'''
 
 
 @pytest.fixture
