@@ -35,7 +35,18 @@ def test_every_budget_runs_the_sanity_check_with_three_seeds(kind, name):
     if kind == "resnet":
         assert s.seed_list("torch_bn") == s.seed_list("bn") == [0, 1, 2]
         assert s.seed_list("gn") == [0]
-    assert (s.shortened() != []) == (name == "cpu")
+    # the NER cpu budget trains every run until it plateaus, the study's own "till the learning saturates"
+    assert (s.shortened() != []) == (name == "cpu" and kind == "resnet")
+
+
+def test_only_the_retired_capped_ner_budget_is_a_shortened_study():
+    plateau = StudySettings(kind="ner", out="o", data="d", budget="cpu", epochs=budgets.NER_CPU_EPOCHS,
+                            overrides={"patience": 5, "min_delta": 0.002})
+    capped = StudySettings(kind="ner", out="o", data="d", budget="cpu", epochs=15, overrides={"patience": 3})
+    assert budget_of(plateau).saturates and plateau.shortened() == []
+    assert not budget_of(capped).saturates
+    assert capped.shortened() == ["the 'cpu' budget: " + budget_of(capped).summary,
+                                  "at most 15 epochs instead of 50 with early stopping"]
 
 
 def test_unknown_budget_lists_the_valid_ones():

@@ -38,7 +38,9 @@ class Budget:
     ``overrides``: config fields set for every run; ``sanity_seeds``: seeds of the ResNet
     sanity-check variants (``settings.SANITY_VARIANTS``); ``cost``: what it was measured to cost.
     ``saved_as``: the flags studies saved for it before runs were data (``study.json``'s
-    ``extra_args``), to read those studies; never parsed, only compared.
+    ``extra_args``), to read those studies; never parsed, only compared. ``saturates``: every run
+    trains until its validation score plateaus, which is the study's own length for NER ("train till
+    the learning saturates"), so a study at this budget is not a shortened one.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Budget:
     summary: str
     cost: str
     saved_as: tuple[str, ...] = ()
+    saturates: bool = False
 
 
 # Measured costs: docs/results/README.md (2-core AMD EPYC / Xeon with AVX-512, torch 2.13 CPU);
@@ -79,7 +82,8 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                       "about 10 minutes per run on one core of an idle 2-core AVX-512 CPU, so about 2 hours for "
                       "the 8 variants with 3 seeds (replayed on docs/results/ner-curves; see "
                       "docs/results/README.md)",
-                      saved_as=("--patience", str(NER_CPU_PATIENCE), "--min-delta", repr(NER_CPU_MIN_DELTA))),
+                      saved_as=("--patience", str(NER_CPU_PATIENCE), "--min-delta", repr(NER_CPU_MIN_DELTA)),
+                      saturates=True),
     },
 }
 

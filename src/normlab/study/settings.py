@@ -136,8 +136,9 @@ class StudySettings:
     def shortened(self) -> list[str]:
         """Why this study is shorter than the seed's (empty when it is the full study)."""
         why = []
-        if self.budget == "cpu":
-            why.append(f"the '{self.budget}' budget: " + budget_of(self).summary)
+        budget = budget_of(self) if self.budget == "cpu" else None
+        if budget is not None and not budget.saturates:
+            why.append(f"the '{self.budget}' budget: " + budget.summary)
         if self.kind == "resnet" and self.epochs is not None and self.epochs < RESNET_FULL_EPOCHS:
             why.append(f"{self.epochs} epoch{'s' * (self.epochs != 1)} instead of {RESNET_FULL_EPOCHS}")
         if self.kind == "ner" and self.epochs is not None and self.epochs < NER_FULL_EPOCHS:
