@@ -24,7 +24,7 @@ def test_anomaly_variants_are_not_in_the_default_grid_but_can_be_named():
         assert {v.name for v in select_variants(kind, None)} == default
         assert [v.name for v in select_variants(kind, sorted(extra))] == [v.name for v in anomaly_variants(kind)]
     assert {v.name for v in anomaly_variants("resnet")} == {"gn_g2", "gn_g4", "gn_g16", "ln_lr05", "gn_lr05",
-                                                            "in_lr05"}
+                                                            "in_lr05", "gn_long"}
     with pytest.raises(ValueError, match="expected variants among .*gn_g16.*, got gn_g3"):
         select_variants("resnet", ["gn_g3"])
 
@@ -42,6 +42,22 @@ def test_anomaly_run_configs_carry_their_own_settings():
     assert small.embedding_std == RANDOM_50D_STD and small.embeddings == "glove-6b-50d"
     assert large.embedding_std == GLOVE_6B_50D_STD and large.embeddings is None
     assert few.limit_train == 3000 and few_r.embeddings is None
+
+
+def test_gn_long_trains_twice_the_study_epochs_and_keeps_its_factor_in_study_json(tmp_path):
+    s = StudySettings(kind="resnet", out="o", data="cifar.zip", epochs=20, variants=["gn", "gn_long"])
+    gn, long = select_variants("resnet", s.variants)
+    assert (run_config(s, gn, 0).epochs, run_config(s, long, 0).epochs) == (20, 40)
+    assert run_config(s, long, 0).norm == "gn" and run_config(s, long, 0).batch_size == 128
+    full = StudySettings(kind="resnet", out="o", data="cifar.zip", variants=["gn_long"])  # the config's own 100
+    assert run_config(full, long, 0).epochs == 200
+    assert long.record()["epochs_factor"] == 2 and "epochs_factor" not in gn.record()
+    # a saved grid whose gn_long trained another length is another experiment: refused, naming the variant
+    from normlab.study.runner import _check_grid
+
+    _check_grid(tmp_path / "study.json", [long.record(), gn.record()], s)
+    with pytest.raises(ValueError, match="variant gn_long ran with"):
+        _check_grid(tmp_path / "study.json", [{**long.record(), "epochs_factor": 3}], s)
 
 
 def test_embedding_std_rescales_the_initial_vectors(tiny_data, tmp_path, monkeypatch):  # noqa: F811
@@ -191,3 +207,48 @@ def test_report_has_both_anomaly_sections(tmp_path):
         md = write_report(root)[0].read_text()
         title = GN_TITLE if kind == "resnet" else GLOVE_TITLE
         assert f"## {title}" in md and "Not run in this study" in md
+
+
+# ----------------------------------------------------------------------------- why GN gains at batch 8
+
+from normlab.report.anomalies import GN_BATCH_TITLE, gn_batch_section  # noqa: E402
+
+
+def _gn_batch_study(root, gn_b8_train, gn_long_test=None):
+    """gn at 77 (train 81), gn_b8 at 79 with train ``gn_b8_train``, gn_long at ``gn_long_test``; 3 seeds each."""
+    for seed, c in enumerate((-0.001, 0.0, 0.001)):
+        _run(root, "gn", seed, 0.77 + c, 0.81 + c)
+        _run(root, "gn_b8", seed, 0.79 + c, gn_b8_train + c)
+        _run(root, "bn", seed, 0.83 + c, 0.88 + c)
+        _run(root, "bn_b8", seed, 0.83 + c, 0.87 + c)
+        if gn_long_test is not None:
+            _run(root, "gn_long", seed, gn_long_test + c, 0.84 + c)
+    return gn_batch_section(load_study(root), root, "CMD")
+
+
+@pytest.mark.parametrize("gn_b8_train, gn_long_test, verdict", [
+    (0.83, 0.80, "supported"),  # fits better at batch 8, and longer training helps at batch 128
+    (0.79, 0.80, "contradicted"),  # fits worse at batch 8 while testing better: regularization, not training
+    (0.83, 0.7702, "not supported at this budget"),  # twice the epochs change nothing detectable
+    (0.83, 0.75, "contradicted"),  # longer training hurts
+    (0.83, None, "not run"),  # no gn_long
+])
+def test_gn_batch_section_verdict_for_every_outcome(tmp_path, gn_b8_train, gn_long_test, verdict):
+    sec = _gn_batch_study(tmp_path, gn_b8_train, gn_long_test)
+    assert sec.title == GN_BATCH_TITLE
+    assert sec.verdict.headline.endswith(f"train it further: **{verdict}**.")
+    text = " ".join(sec.verdict.answer)
+    assert "`gn_b8` against `gn` on test accuracy: 79.00 ± 0.10% against 77.00 ± 0.10%, a difference of +2.00" in text
+    assert f"Fit: `gn_b8` against `gn` on train accuracy at the best checkpoint: {gn_b8_train * 100:.2f}" in text
+    assert "BN for contrast: `bn_b8` against `bn` on train accuracy" in text
+    not_run = [n for n in sec.notes if n.startswith("Not run")]
+    assert (not_run == ["Not run in this study: `gn_long`. It runs with `CMD`."]) == (gn_long_test is None)
+    rows = {r[0]: r for r in sec.tables[0][1]}
+    assert rows["`gn_b8`"][1:3] == ["8", "2"] and rows["`gn`"][1] == "128"  # make_run's configs: 2 epochs
+
+
+def test_gn_batch_section_without_the_batch_runs_says_what_is_needed(tmp_path):
+    _run(tmp_path, "bn", 0, 0.83, 0.88)
+    sec = gn_batch_section(load_study(tmp_path), tmp_path, "CMD")
+    assert sec.verdict.headline == ("Explanation tested: under-training at batch 128 **not run** (`gn` and `gn_b8` "
+                                    "are needed).")

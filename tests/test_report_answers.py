@@ -366,7 +366,7 @@ def test_resnet_report_end_to_end_answers_every_question(tmp_path):
     assert "`nn` 5 at epoch 1, down to 2 at epoch 3 (0.40× the start)" in answer
     assert "`gn` 2 at epoch 1, 2 at epoch 3 (1.00× the start)" in answer
     # the shortened-budget caveat in every section, and the glance list links to each section
-    assert md.count("Shortened study (the 'cpu' budget") == 5  # the four questions and the GN anomaly section
+    assert md.count("Shortened study (the 'cpu' budget") == 6  # the four questions and the two GN anomaly sections
     assert "- [Batch size: is GN less sensitive than BN to batch 8 instead of 128?](#batch-size-is-gn-less-sensitive-" \
            "than-bn-to-batch-8-instead-of-128) `bn` is less sensitive" in md
     assert 'id="batch-size-is-gn-less-sensitive-than-bn-to-batch-8-instead-of-128"' in page

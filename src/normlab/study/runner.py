@@ -115,7 +115,8 @@ def with_saved_norms(settings: StudySettings) -> StudySettings:
 def _check_grid(path: Path, saved_grid: list, settings: StudySettings) -> None:
     """Refuse a variant whose overrides differ from those its saved runs ran with (an edited grid
     file, or a grid changed in the code): its new runs would be another experiment under its name."""
-    now = {v.name: v.overrides for v in settings.grid_variants(anomalies=True)}
+    now = {v.name: {k: x for k, x in v.record().items() if k not in ("name", "label")}
+           for v in settings.grid_variants(anomalies=True)}
     for g in saved_grid:
         saved = {k: v for k, v in g.items() if k not in ("name", "label", "args")}  # args: older studies' flags
         if g.get("name") in now and now[g["name"]] != saved:

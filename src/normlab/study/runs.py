@@ -10,6 +10,7 @@ backend starts: ``python -m normlab <kind> train --config <run dir>/config.json 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,11 @@ def _embeddings(settings: StudySettings, value: str) -> Optional[str]:
     return value
 
 
+def _default_epochs(kind: str) -> int:
+    """The single-run command's own epoch count (the config's default)."""
+    return next(f.default for f in dataclasses.fields(config_class(kind)) if f.name == "epochs")
+
+
 def run_overrides(settings: StudySettings, variant: Variant, seed: int, out: Optional[Path] = None) -> dict:
     """Every config field the study sets for one run of ``variant`` (the rest keep the config's defaults)."""
     out = run_dir(Path(settings.out), variant.name, seed) if out is None else Path(out)
@@ -46,7 +52,9 @@ def run_overrides(settings: StudySettings, variant: Variant, seed: int, out: Opt
         own["embeddings"] = _embeddings(settings, own["embeddings"])
     study = {"device": settings.device or "auto"}
     if settings.epochs is not None:
-        study["epochs"] = settings.epochs
+        study["epochs"] = settings.epochs * variant.epochs_factor
+    elif variant.epochs_factor != 1:
+        study["epochs"] = _default_epochs(settings.kind) * variant.epochs_factor
     if settings.limit_train is not None:
         study["limit_train"] = settings.limit_train
     return {**shared, **own, **study, **settings.overrides, "seed": seed, "out": str(out)}
