@@ -19,7 +19,7 @@ from normlab.report.answers_resnet import (BATCH_TITLE, PERCENTILE_TITLE, SANITY
                                           inner_extremes, less_sensitive, percentile_verdict, range_change,
                                           sanity_verdict, sensitivity_verdict, six_way_verdict, trajectory_phrase)
 from normlab.study.budgets import get_budget
-from normlab.study.grids import variants_for
+from normlab.study.grids import NER_RESCALED, variants_for
 from normlab.study.settings import StudySettings
 from normlab.report.write import load_study, write_report
 from normlab.report.header import data_files, study_command, wall_time_line
@@ -394,6 +394,9 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     ent = {"random": 0.70, "random50": 0.72, "glove": 0.78, "glove_char": 0.82, "glove_char_ln": 0.8205,
            "crf": 0.85, "crf_ln": 0.84, "crf_free": 0.83}
     invalid = {"crf": 0, "crf_ln": 0, "crf_free": 11, "glove_char": 250}
+    # the rescaled-GloVe setup: one point above each raw variant, its own invalid counts
+    ent.update({NER_RESCALED[n]: ent[n] + 0.01 for n in NER_RESCALED})
+    invalid.update(crf_small=0, crf_ln_small=0, crf_free_small=5, glove_char_small=200)
     for v in variants_for("ner"):
         old = v.name == "random"  # an older run directory: no type F1, no invalid count
         d = make_run(root, "ner", v.name, 0, rng, epochs=3, old_ner=old,
@@ -423,12 +426,24 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     assert "`crf_ln` against `crf` on test entity F1: 84.00% against 85.00%, a difference of -1.00 points" in ln
     assert "`crf` against `glove_char` on test entity F1: 85.00% against 82.00%, a difference of +3.00" \
            in sec("CRF against softmax")
+    # each question on both setups, the rescaled one first
+    pre_first = pre.index("`glove_small` against `random50` on test entity F1: 79.00% against 72.00%, a difference "
+                          "of +7.00 points")
+    assert pre_first < pre.index("`glove` against `random50` on test entity F1") and "Two setups: GloVe rescaled" in pre
+    assert "`crf_small` against `glove_char_small` on test entity F1: 86.00% against 83.00%" in sec("CRF against")
+    assert "| A CRF layer helps (GloVe rescaled) | Lample et al. 2016 | `crf_small` − `glove_char_small` test " \
+           "entity F1: +3.00" in md
+    assert "| A CRF layer helps (GloVe as published) | Lample et al. 2016 | `crf` − `glove_char` test entity F1: " \
+           "+3.00" in md
     init = md[md.index("## " + INIT_TITLE): md.index("## Appendix")]
+    assert "Invalid BIO transitions in the test predictions: `crf_small` 0, `crf_free_small` 5, the softmax tagger " \
+           "`glove_char_small` 200." in init
+    assert "`crf_small` against `crf_free_small` on test entity F1: 86.00% against 84.00%" in init
     assert "Invalid BIO transitions in the test predictions: `crf` 0, `crf_free` 11, the softmax tagger " \
            "`glove_char` 250." in init
     assert "| crf | CRF | yes | 0 |" in init and "| crf_free | CRF | no | 11 |" in init
     assert "| glove_char | softmax | – | 250 |" in init
-    assert "Chosen initialization (`crf`, `crf_ln`)" in init and "`crf_free` starts every transition at 0" in init
+    assert "Chosen initialization (`crf`, `crf_ln`, `crf_small`, `crf_ln_small`)" in init and "`crf_free`, `crf_free_small` start every transition at 0 with no mask: they must" in init
     assert "`crf` against `crf_free` on test entity F1: 85.00% against 83.00%, a difference of +2.00 points" in init
     # the cpu budget trains NER to a plateau, the study's own length: no shortened-study caveat or banner
     assert "**Caveat.**" not in md and "SHORTENED" not in md

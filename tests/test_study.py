@@ -51,7 +51,11 @@ def test_small_batch_lr_rules():
 
 def test_ner_grid_configs(tmp_path):
     v = {x.name: x for x in grids.ner_variants()}
-    assert list(v) == ["random", "random50", "glove", "glove_char", "glove_char_ln", "crf", "crf_ln", "crf_free"]
+    raw = ["glove", "glove_char", "glove_char_ln", "crf", "crf_ln", "crf_free"]
+    assert list(v) == ["random", "random50", *raw, *(f"{n}_small" for n in raw)]
+    for n in raw:  # the rescaled setup: each GloVe variant again, at the random initialization's spread
+        assert v[f"{n}_small"].overrides == {**v[n].overrides, "embedding_std": grids.RANDOM_50D_STD}
+        assert grids.NER_RESCALED[n] == f"{n}_small"
     s = StudySettings(kind="ner", out="o", data="gmb.csv", embeddings="glove.txt")
     cfg = lambda name: run_config(s, v[name], 3, check_files=False)
     assert cfg("random").embeddings is None and cfg("random50").word_dim == 50
@@ -141,7 +145,7 @@ def test_plan_skips_finished_and_resumes_interrupted(tmp_path):
     assert ("random", 0) not in todo and todo[("random", 1)] is False
     assert todo[("glove", 1)] is True and todo[("glove", 0)] is False and todo[("crf", 0)] is False
     # The grid is data: every variant is planned, whatever the installed command offers.
-    assert {v for v, _ in todo} == {v.name for v in grids.ner_variants()} and len(todo) == 2 * 8 - 1
+    assert {v for v, _ in todo} == {v.name for v in grids.ner_variants()} and len(todo) == 2 * 14 - 1
 
 
 def test_plan_starts_interrupted_runs_then_every_variants_first_seed_before_any_second(tmp_path):
@@ -374,18 +378,18 @@ def test_more_seeds_continue_a_study_and_fewer_keep_the_saved_ones(tmp_path):
 def test_anomaly_variants_run_only_when_named_and_join_the_saved_grid(tmp_path):
     """The default grid never plans an anomaly variant; naming one adds it to study.json's grid, and a later
     run of the default grid keeps it there (the report reads it)."""
-    s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", variants=["crf", "glove_small"])
+    s = StudySettings(kind="ner", out=str(tmp_path), data="gmb.csv", variants=["crf", "random50_large"])
     assert [t.variant.name for t in plan(dataclasses.replace(s, variants=None))] == \
         [v.name for v in variants_for("ner")]
-    for v in ("crf", "glove_small"):  # as if they had finished
+    for v in ("crf", "random50_large"):  # as if they had finished
         atomic_write_json(tmp_path / f"runs/{v}/seed0/config.json", {})
         atomic_write_json(tmp_path / f"runs/{v}/seed0/summary.json", {})
     assert run_study(s, report=False, estimate=False) == 0
     saved = json.loads((tmp_path / "study.json").read_text())
     names = [g["name"] for g in saved["grid"]]
-    assert names == [v.name for v in variants_for("ner")] + ["glove_small"]
-    assert saved["variants_requested"] == ["crf", "glove_small"]
-    assert next(g for g in saved["grid"] if g["name"] == "glove_small")["embedding_std"] == 0.1414
+    assert names == [v.name for v in variants_for("ner")] + ["random50_large"]
+    assert saved["variants_requested"] == ["crf", "random50_large"]
+    assert next(g for g in saved["grid"] if g["name"] == "random50_large")["embedding_std"] == 0.6441
 
 
 def test_a_rerun_from_another_folder_resumes_with_the_saved_paths(tmp_path):

@@ -292,6 +292,8 @@ def anomaly_sections(study: StudyData, out: Path) -> list[Section]:
     from normlab.study.grids import anomaly_variants
 
     names = [v.name for v in anomaly_variants(study.kind)]
+    if study.kind == "ner":
+        names.insert(0, "glove_small")  # in the grid now (grids.NER_RESCALED), still one of the scale test's runs
     command = anomaly_command(study, names)
     if study.kind == "resnet":
         return [gn_section(study, out, command), gn_batch_section(study, out, command)]

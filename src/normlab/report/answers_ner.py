@@ -15,6 +15,9 @@ of public NER benchmarks) beside it. The wording is in pure functions of numbers
 (``ner_pair_sentences``, ``invalid_transition_sentences``), tested in
 ``tests/test_report_answers.py``. Older run directories without ``type_micro_f1`` or
 ``invalid_transitions`` show "n/a".
+
+Where the study's grid has the rescaled-GloVe variants (``grids.NER_RESCALED``: ``glove_small``,
+``crf_small``, ...), each question is answered on that setup first, then on GloVe as published.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from normlab.report.training import Matched, matched, stop_text
 from normlab.report.load import StudyData
 from normlab.report.plots import plot_bars
 from normlab.report.render import fmt_ints
+from normlab.study.grids import NER_RESCALED, RANDOM_50D_STD
 
 ENTITY = "entity F1"
 TYPE = "type-token micro F1"
@@ -146,8 +150,12 @@ def crf_init_statement(impossible: float, constrained_names: list[str], free_nam
            "BiLSTM's scores, growing transition preferences only as the data supports them; no random noise is "
            "needed, since the loss is convex in the transition scores."]
     if free_names:
-        out.append(", ".join(f"`{n}`" for n in free_names) + " starts every transition at 0 with no mask: it must "
-                   "learn the BIO constraint from the data, and nothing stops it from outputting an I-x after O.")
+        one = len(free_names) == 1
+        out.append(", ".join(f"`{n}`" for n in free_names)
+                   + (" starts every transition at 0 with no mask: it must " if one else
+                      " start every transition at 0 with no mask: they must ")
+                   + f"learn the BIO constraint from the data, and nothing stops {'it' if one else 'them'} from "
+                     "outputting an I-x after O.")
     return out
 
 
@@ -209,7 +217,31 @@ def pair_estimate(study: StudyData, a: str, b: str) -> tuple[Optional[Estimate],
         f"validation {ENTITY} at {m.unit(m.limit)} (unequal stops)"
 
 
+def rescaled(name: str) -> str:
+    """The rescaled-GloVe variant of ``name`` (itself when it has no GloVe)."""
+    return NER_RESCALED.get(name, name)
+
+
+def has_rescaled(study: StudyData) -> bool:
+    """Whether the study's grid has every rescaled-GloVe variant (older studies have none)."""
+    return all(study.get(n) is not None for n in NER_RESCALED.values())
+
+
+RESCALED_NOTE = (f"Two setups: GloVe rescaled to the random initialization's spread (std {RANDOM_50D_STD:g}; the "
+                 "`_small` variants), the fix that \"Why does GloVe not help here?\" tests, first; then GloVe as "
+                 "published (std 0.6441).")
+
+
+def with_rescaled(study: StudyData, pairs: list, names: list[str]) -> tuple[list, list[str], list[str]]:
+    """The pairs and variants of a question on both setups (rescaled first), and the notes that say so."""
+    if not has_rescaled(study):
+        return pairs, names, []
+    fixed = [(rescaled(a), rescaled(b)) for a, b in pairs]
+    return fixed + pairs, list(dict.fromkeys(names + [rescaled(n) for n in names])), [RESCALED_NOTE]
+
+
 def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, note) -> Section:
+    pairs, names, setup = with_rescaled(study, pairs, names)
     fig = _bars(study, names, out / f"report-ner-{i + 1}.png", title.split(":")[0] + ": test entity F1 and "
                                                                                      "type-token micro F1")
     v = Verdict()
@@ -222,7 +254,7 @@ def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, 
     if miss:
         v.caveats.insert(0, miss)
     return Section(title, (fig, "test entity F1 (conlleval) and type-token micro F1 per variant: bars are means "
-                                "over seeds"), [metrics_table(study, names)], v, [note])
+                                "over seeds"), [metrics_table(study, names)], v, [note] + setup)
 
 
 def _constraints(study: StudyData, name: str) -> Optional[bool]:
@@ -243,7 +275,10 @@ def _mean_or_none(vals: list[float]) -> Optional[float]:
 def init_section(study: StudyData, out: Path) -> Section:
     from normlab.models.crf import IMPOSSIBLE
 
-    names = ["crf", "crf_free", SOFTMAX_TAGGER]
+    setups = [("crf", "crf_free", SOFTMAX_TAGGER)]
+    if has_rescaled(study):
+        setups.insert(0, tuple(rescaled(n) for n in setups[0]))
+    names = [n for trio in setups for n in trio]
     counts = {n: _mean_or_none(study.values(n, "test", "invalid_transitions")) for n in names}
     labels = [f"{n}\n({_count(counts[n])} invalid)" for n in names]
     fig = _bars(study, names, out / "report-ner-crf-init.png",
@@ -256,17 +291,20 @@ def init_section(study: StudyData, out: Path) -> Section:
         rows.append([n, head, "–" if c is None else ("yes" if c else "no"), _count(counts[n]),
                      _count(_mean_or_none(study.values(n, "val", "invalid_transitions"))),
                      _pct(study, n, "entity_f1"), _pct(study, n, "type_micro_f1")])
-    said = invalid_transition_sentences(counts)
-    v = Verdict(said[:1])  # the counts; what they mean follows the answer, before the initialization
-    part = compare_pair(study, "crf", "crf_free")
-    v.answer += part.answer
-    v.caveats += part.caveats
+    said = [invalid_transition_sentences(counts, *trio) for trio in setups]
+    v = Verdict([x[0] for x in said])  # the counts; what they mean follows the answer, before the initialization
+    for constrained, free, _ in setups:
+        part = compare_pair(study, constrained, free)
+        v.answer += part.answer
+        v.caveats += part.caveats
     miss = study.missing_sentence(names)
     if miss:
         v.caveats.insert(0, miss)
     constrained = [x.name for x in study.variants if _constraints(study, x.name) is True]
     free = [x.name for x in study.variants if _constraints(study, x.name) is False]
-    notes = said[1:] + crf_init_statement(IMPOSSIBLE, constrained, free)
+    notes = [x for trio in said for x in trio[1:]] + crf_init_statement(IMPOSSIBLE, constrained, free)
+    if len(setups) > 1:
+        notes.append(RESCALED_NOTE)
     return Section(INIT_TITLE, (fig, "test entity F1 and type-token micro F1 of the constrained CRF, the "
                                      "unconstrained CRF and the softmax tagger; invalid BIO transitions in their "
                                      "test predictions under each name"),
