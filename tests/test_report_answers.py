@@ -431,9 +431,9 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
                           "of +7.00 points")
     assert pre_first < pre.index("`glove` against `random50` on test entity F1") and "Two setups: GloVe rescaled" in pre
     assert "`crf_small` against `glove_char_small` on test entity F1: 86.00% against 83.00%" in sec("CRF against")
-    assert "| A CRF layer helps (GloVe rescaled) | Lample et al. 2016 | `crf_small` − `glove_char_small` test " \
+    assert "| A CRF layer helps, on GloVe rescaled | Lample et al. 2016 | `crf_small` − `glove_char_small` test " \
            "entity F1: +3.00" in md
-    assert "| A CRF layer helps (GloVe as published) | Lample et al. 2016 | `crf` − `glove_char` test entity F1: " \
+    assert "| A CRF layer helps, on GloVe as published | Lample et al. 2016 | `crf` − `glove_char` test entity F1: " \
            "+3.00" in md
     init = md[md.index("## " + INIT_TITLE): md.index("## Appendix")]
     assert "Invalid BIO transitions in the test predictions: `crf_small` 0, `crf_free_small` 5, the softmax tagger " \
@@ -502,3 +502,18 @@ def test_percentile_answer_counts_finished_runs_only(tmp_path):
     gn_row = next(r for r in rows if r[0] == "gn")
     assert gn_row[1] == "1–2 (not finished)" and gn_row[-1] == "–"
     assert "`gn`" not in " ".join(percentile_verdict(ranges).answer) and "`bn` 1 at epoch 1, up to 3 at epoch 3" in percentile_verdict(ranges).answer[-1]
+
+
+def test_a_question_answers_on_the_rescaled_setup_first_only_once_its_runs_exist(tmp_path):
+    from normlab.report.answers_ner import RESCALED_LATER_NOTE, RESCALED_NOTE, with_rescaled
+
+    rng = np.random.default_rng(0)
+    for name in ("glove", "random50", "glove_small"):
+        make_run(tmp_path, "ner", name, 0, rng, epochs=2)
+    study = load_study(tmp_path)  # no study.json: today's grid, which has the rescaled variants
+    pairs, names, notes = with_rescaled(study, [("glove", "random50")], ["random50", "glove"])
+    assert pairs == [("glove_small", "random50"), ("glove", "random50")] and notes == [RESCALED_NOTE]
+    assert names == ["random50", "glove", "glove_small"]
+    pairs, _, notes = with_rescaled(study, [("glove_char", "glove")], ["glove", "glove_char"])
+    assert pairs == [("glove_char", "glove"), ("glove_char_small", "glove_small")]  # glove_char_small never ran
+    assert notes == [RESCALED_LATER_NOTE]

@@ -319,9 +319,9 @@ def test_ner_claims_use_matched_updates_and_counts(tmp_path):
     def ner_claims(study):
         """The rows on GloVe as published (the grid also has the rescaled setup, none of whose runs exist here)."""
         rows = both_setups(study)
-        fixed = [r for r in rows if "(GloVe rescaled)" in r[0]]
+        fixed = [r for r in rows if ", on GloVe rescaled" in r[0]]
         assert len(fixed) == len(rows) // 2 and all(r[3] == "**inconclusive at this budget**" for r in fixed)
-        return [[r[0].replace(" (GloVe as published)", ""), *r[1:]] for r in rows if r not in fixed]
+        return [[r[0].replace(", on GloVe as published", ""), *r[1:]] for r in rows if r not in fixed]
 
     for seed in range(3):
         _ner_run(tmp_path, "glove", seed, [0.5, 0.70 + seed * 0.001], "finished", test_f1=0.70 + seed * 0.001)

@@ -15,7 +15,7 @@ from normlab.report import write_report
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
-@pytest.mark.parametrize("study", ["resnet", "ner"])
+@pytest.mark.parametrize("study", ["resnet", "ner", "ner-plateau"])
 def test_a_shipped_report_regenerates_byte_identical(study, tmp_path):
     src = RESULTS / study
     dst = tmp_path / study

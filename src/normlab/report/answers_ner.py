@@ -33,7 +33,7 @@ from normlab.report.training import Matched, matched, stop_text
 from normlab.report.load import StudyData
 from normlab.report.plots import plot_bars
 from normlab.report.render import fmt_ints
-from normlab.study.grids import NER_RESCALED, RANDOM_50D_STD
+from normlab.study.grids import GLOVE_6B_50D_STD, NER_RESCALED, RANDOM_50D_STD
 
 ENTITY = "entity F1"
 TYPE = "type-token micro F1"
@@ -227,17 +227,22 @@ def has_rescaled(study: StudyData) -> bool:
     return all(study.get(n) is not None for n in NER_RESCALED.values())
 
 
-RESCALED_NOTE = (f"Two setups: GloVe rescaled to the random initialization's spread (std {RANDOM_50D_STD:g}; the "
-                 "`_small` variants), the fix that \"Why does GloVe not help here?\" tests, first; then GloVe as "
-                 "published (std 0.6441).")
+_RESCALED = (f"GloVe rescaled to the random initialization's spread (std {RANDOM_50D_STD:g}; the `_small` "
+             "variants), the fix that \"Why does GloVe not help here?\" tests")
+RESCALED_NOTE = f"Two setups: {_RESCALED}, first; then GloVe as published (std {GLOVE_6B_50D_STD:g})."
+RESCALED_LATER_NOTE = (f"Two setups: GloVe as published (std {GLOVE_6B_50D_STD:g}) first, while a rescaled run of "
+                       f"this question is missing; then {_RESCALED}.")
 
 
 def with_rescaled(study: StudyData, pairs: list, names: list[str]) -> tuple[list, list[str], list[str]]:
-    """The pairs and variants of a question on both setups (rescaled first), and the notes that say so."""
+    """The pairs and variants of a question on both setups, and the notes that say so: the rescaled setup
+    first once each of its variants has a finished run (until then, GloVe as published)."""
     if not has_rescaled(study):
         return pairs, names, []
     fixed = [(rescaled(a), rescaled(b)) for a, b in pairs]
-    return fixed + pairs, list(dict.fromkeys(names + [rescaled(n) for n in names])), [RESCALED_NOTE]
+    ready = all(study.get(n).available for pair in fixed for n in pair)
+    return (fixed + pairs if ready else pairs + fixed), list(dict.fromkeys(names + [rescaled(n) for n in names])), \
+        [RESCALED_NOTE if ready else RESCALED_LATER_NOTE]
 
 
 def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, note) -> Section:
@@ -276,8 +281,10 @@ def init_section(study: StudyData, out: Path) -> Section:
     from normlab.models.crf import IMPOSSIBLE
 
     setups = [("crf", "crf_free", SOFTMAX_TAGGER)]
-    if has_rescaled(study):
-        setups.insert(0, tuple(rescaled(n) for n in setups[0]))
+    _, _, setup_note = with_rescaled(study, [("crf", "crf_free"), (SOFTMAX_TAGGER, "crf")], [])
+    if setup_note:
+        fixed = tuple(rescaled(n) for n in setups[0])
+        setups.insert(0 if setup_note == [RESCALED_NOTE] else 1, fixed)
     names = [n for trio in setups for n in trio]
     counts = {n: _mean_or_none(study.values(n, "test", "invalid_transitions")) for n in names}
     labels = [f"{n}\n({_count(counts[n])} invalid)" for n in names]
@@ -303,8 +310,7 @@ def init_section(study: StudyData, out: Path) -> Section:
     constrained = [x.name for x in study.variants if _constraints(study, x.name) is True]
     free = [x.name for x in study.variants if _constraints(study, x.name) is False]
     notes = [x for trio in said for x in trio[1:]] + crf_init_statement(IMPOSSIBLE, constrained, free)
-    if len(setups) > 1:
-        notes.append(RESCALED_NOTE)
+    notes += setup_note
     return Section(INIT_TITLE, (fig, "test entity F1 and type-token micro F1 of the constrained CRF, the "
                                      "unconstrained CRF and the softmax tagger; invalid BIO transitions in their "
                                      "test predictions under each name"),

@@ -65,7 +65,7 @@ def ner_claims(study: StudyData) -> list[list[str]]:
     # on GloVe rescaled to the random initialization's spread first (where the study ran it), then as published
     for fix in ((True, False) if has_rescaled(study) else (False,)):
         rows += _ner_claims(study, rescaled if fix else (lambda n: n),
-                            " (GloVe rescaled)" if fix else " (GloVe as published)" if has_rescaled(study) else "")
+                            ", on GloVe rescaled" if fix else ", on GloVe as published" if has_rescaled(study) else "")
     return rows
 
 
