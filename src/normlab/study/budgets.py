@@ -66,7 +66,9 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                       "every run on the full data (40,000 / 10,000 / 10,000 images) for 20 epochs, the cosine "
                       "schedule annealed over those 20 after a 1-epoch warm-up, label smoothing 0.1 (the same "
                       "recipe for every variant)",
-                      "about 4 hours on an idle 2-core AVX-512 CPU (see docs/results/README.md)",
+                      "about 5 hours for the 13 runs of the default grid on a 2-core AVX-512 CPU, two runs at a "
+                      "time (measured: 92 s per epoch for a run alone, 107-147 s for two sharing the CPU; see "
+                      "docs/results/README.md)",
                       saved_as=("--label-smoothing", "0.1", "--warmup-epochs", "1")),
     },
     "ner": {
