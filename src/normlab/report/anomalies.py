@@ -265,6 +265,12 @@ def glove_section(study: StudyData, out: Path, command: str) -> Section:
     v.answer += cov_said
     v.answer.insert(0, f"Explanations tested: scale {scale_verdict}; coverage {cov_verdict}.")
     notes = []
+    from normlab.report.answers_ner import has_rescaled
+
+    if has_rescaled(study):
+        notes.append(f"The study's grid runs every GloVe variant twice: as published and rescaled to std "
+                     f"{RANDOM_50D_STD:g} (the `_small` variants, `glove_small` among them); each question above "
+                     "is answered on both setups.")
     missing = [n for t in scale_tests + cov_tests for n in (t.a, t.b) if not _have(study, (n,))]
     if missing:
         notes.append(_not_run(list(dict.fromkeys(missing)), command))
