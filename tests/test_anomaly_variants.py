@@ -150,11 +150,12 @@ def test_gn_section_says_not_run_without_the_anomaly_runs(tmp_path):
         _run(tmp_path, n, 0, te, tr)
     sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
     # the study's own ln (G = 1) and in (G = C) are the sweep's ends: one seed each, no measured spread
-    assert sec.verdict.headline == "Explanations tested: group size undetermined; learning rate not run."
+    assert sec.verdict.headline == ("Explanations tested: group size undetermined; learning rate not run; training "
+                                    "length not run.")
     assert "`in`, `gn`, `ln` fit the training set less than `bn` and `nn`." in " ".join(sec.verdict.answer)
     assert "none of them overfits more than `bn`." in " ".join(sec.verdict.answer)
-    assert sec.notes[0] == ("Not run in this study: `gn_g2`, `gn_g4`, `gn_g16`, `ln_lr05`, `gn_lr05`, `in_lr05`. "
-                            "They run with `CMD`.")
+    assert sec.notes[0] == ("Not run in this study: `gn_g2`, `gn_g4`, `gn_g16`, `ln_lr05`, `gn_lr05`, `in_lr05`, "
+                            "`gn_long`. They run with `CMD`.")
     rows = sec.tables[0][1]
     assert sec.title == GN_TITLE and rows[3][:3] == ["`gn`", "8", "2 / 4 / 8"]
     assert rows[0][:3] == ["`ln`", "1", "16 / 32 / 64"] and rows[-1][:3] == ["`in`", "C (one per channel)", "1 / 1 / 1"]
@@ -163,7 +164,8 @@ def test_gn_section_says_not_run_without_the_anomaly_runs(tmp_path):
 def test_gn_section_without_ln_in_or_the_sweep_says_not_run(tmp_path):
     _run(tmp_path, "gn", 0, 0.77, 0.81)
     sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
-    assert sec.verdict.headline == "Explanations tested: group size not run; learning rate not run."
+    assert sec.verdict.headline == ("Explanations tested: group size not run; learning rate not run; training length "
+                                    "not run.")
 
 
 def test_gn_section_reads_the_sweep_and_the_lr_point(tmp_path):
@@ -179,10 +181,19 @@ def test_gn_section_reads_the_sweep_and_the_lr_point(tmp_path):
     sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
     text = " ".join(sec.verdict.answer)
     assert sec.verdict.headline == ("Explanations tested: group size supported; learning rate not supported at this "
-                                    "budget.")
+                                    "budget; training length not run.")
     assert "Detectably better than G = 8: `gn_g2`." in text and "Detectably worse than G = 8: `ln`, `gn_g16`, `in`." in text
     assert "`gn_g2` against `gn` on test accuracy: 80.00 ± 0.10% against 77.00 ± 0.10%, a difference of +3.00 " \
            "points, 95% interval" in text
+    assert [n for n in sec.notes if n.startswith("Not run")] == ["Not run in this study: `gn_long`. It runs with `CMD`."]
+    for seed, c in enumerate((-0.001, 0.0, 0.001)):
+        _run(tmp_path, "gn_long", seed, 0.80 + c)  # twice the epochs: +3 points
+        _run(tmp_path, "bn", seed, 0.83 + c)
+    sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
+    text = " ".join(sec.verdict.answer)
+    assert sec.verdict.headline.endswith("training length supported.")
+    assert "Against BN at the study's length: `gn_long` against `bn` on test accuracy: 80.00 ± 0.10% against " \
+           "83.00 ± 0.10%, a difference of -3.00" in text
     assert not [n for n in sec.notes if n.startswith("Not run")]
 
 

@@ -165,9 +165,19 @@ def gn_section(study: StudyData, out: Path, command: str) -> Section:
     v.answer.append(_verdict_line(f"Learning rate (lr {RESNET_ANOMALY_LR:g} fits LN, GN and IN better than 0.1)",
                                   lr_verdict))
     v.answer += lr_said
-    v.answer.insert(0, f"Explanations tested: group size {verdict}; learning rate {lr_verdict}.")
+    # training length: the trailing norms fit the training set more slowly; does twice the training help GN?
+    long_verdict, long_said = _judge(study, [Test("gn_long", "gn", "higher")], "accuracy", "test accuracy", spread)
+    v.answer.append(_verdict_line(f"Training length (GN fits slowly: {RESNET_LONG_FACTOR}x the epochs at batch 128 "
+                                  "raise it)", long_verdict))
+    v.answer += long_said
+    if long_said and _have(study, ("gn_long", "bn")):
+        v.answer.append("Against BN at the study's length: " + difference_sentence(
+            _m(study, "gn_long", "accuracy"), _m(study, "bn", "accuracy"), "test accuracy", spread))
+    v.answer.insert(0, f"Explanations tested: group size {verdict}; learning rate {lr_verdict}; training length "
+                       f"{long_verdict}.")
     notes = []
-    missing = missing_sizes + [t.a for t in lr_tests if not _have(study, (t.a,))]
+    missing = missing_sizes + [t.a for t in lr_tests if not _have(study, (t.a,))] + \
+        ([] if _have(study, ("gn_long",)) else ["gn_long"])
     if missing:
         notes.append(_not_run(missing, command))
     notes.append(f"Channels per group in the three stages ({' / '.join(map(str, STAGE_CHANNELS))} channels) are "
