@@ -284,12 +284,16 @@ def glove_section(study: StudyData, out: Path, command: str) -> Section:
     missing = [n for t in scale_tests + cov_tests for n in (t.a, t.b) if not _have(study, (n,))]
     if missing:
         notes.append(_not_run(list(dict.fromkeys(missing)), command))
-    shares = sorted({float(((r.config.get("data") or {}).get("embeddings") or {}).get("share_found"))
-                     for r in study.runs if ((r.config.get("data") or {}).get("embeddings") or {}).get("share_found")
-                     is not None})
+    shares: dict[float, list[str]] = {}
+    for r in study.runs:
+        share = ((r.config.get("data") or {}).get("embeddings") or {}).get("share_found")
+        if share is not None and r.variant not in shares.setdefault(float(share), []):
+            shares[float(share)].append(r.variant)
     if shares:
-        notes.append("Share of the vocabulary found in GloVe: " + ", ".join(f"{x * 100:.2f}%" for x in shares)
-                     + " (the rest start as random vectors at GloVe's spread).")
+        notes.append("Share of the training vocabulary found in GloVe: "
+                     + "; ".join(f"{x * 100:.2f}% ({', '.join(f'`{n}`' for n in names)})"
+                                 for x, names in sorted(shares.items()))
+                     + " (the rest start as random vectors at the same spread).")
     return Section(GLOVE_TITLE, None, [], v, notes)
 
 
