@@ -222,11 +222,19 @@ def resnet_fit_check(args, device, clock: Clock, defaults: dict) -> dict:
     return r
 
 
-NER_KINDS = {  # the study's variants that each kind times
+NER_KINDS = {  # the kinds timed (flags), and the study's variants each stands for (by ``ner_kind``)
     "plain": ({"char": False, "crf": False, "layer_norm": False}, ("random", "random50", "glove")),
     "char_crf": ({"char": True, "crf": True, "layer_norm": False}, ("glove_char", "crf", "crf_free")),
     "char_ln_crf": ({"char": True, "crf": True, "layer_norm": True}, ("glove_char_ln", "crf_ln")),
 }
+
+
+def ner_kind(overrides: dict) -> str:
+    """The timed kind that stands for a grid variant: by its layer norm and characters (any embeddings, the
+    rescaled GloVe variants included; a softmax head with characters is timed as the CRF kind)."""
+    if overrides.get("layer_norm"):
+        return "char_ln_crf"
+    return "char_crf" if overrides.get("char") else "plain"
 
 
 def ner_epochs(args, device, clock: Clock) -> dict:
@@ -359,7 +367,7 @@ def estimates(steps: dict, ner: dict, share: dict, device) -> dict:
                                                      int(k[2:]))
     ner_runs, ner_missing = [], []
     for v in ner_variants():
-        kind = next(k for k, (_, names) in NER_KINDS.items() if v.name in names)
+        kind = ner_kind(v.overrides)
         e = ner.get(kind, {}) if isinstance(ner, dict) else {}
         if "epoch_s" not in e:
             ner_missing.append(v.name)

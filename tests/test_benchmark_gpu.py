@@ -46,3 +46,18 @@ def test_wall_time_never_beats_the_longest_run_when_sharing():
     assert gpu.wall_time([(10, 4.0)] * 40, 4) == 100
     # one alone: its own time
     assert gpu.wall_time([(30, 1.0)], 1) == 30
+
+
+def test_every_ner_grid_variant_is_timed_by_a_kind_with_its_layer_norm_and_characters():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from normlab.study.grids import ner_variants
+
+    for v in ner_variants():  # the rescaled GloVe variants included
+        flags, names = gpu.NER_KINDS[gpu.ner_kind(v.overrides)]
+        assert flags["layer_norm"] == v.overrides["layer_norm"]
+        assert flags["char"] == v.overrides["char"]
+        assert v.name in names or v.name.removesuffix("_small") in names
