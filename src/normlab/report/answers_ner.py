@@ -234,15 +234,27 @@ RESCALED_LATER_NOTE = (f"Two setups: GloVe as published (std {GLOVE_6B_50D_STD:g
                        f"this question is missing; then {_RESCALED}.")
 
 
+def rescaled_first(study: StudyData, names: list[str]) -> Optional[bool]:
+    """Whether a question on ``names`` leads with the rescaled setup (each of their rescaled variants has a
+    finished run); None when the study's grid has no rescaled setup."""
+    if not has_rescaled(study):
+        return None
+    return all(study.get(rescaled(n)).available for n in names)
+
+
+def setup_note(first: Optional[bool]) -> list[str]:
+    return [] if first is None else [RESCALED_NOTE if first else RESCALED_LATER_NOTE]
+
+
 def with_rescaled(study: StudyData, pairs: list, names: list[str]) -> tuple[list, list[str], list[str]]:
     """The pairs and variants of a question on both setups, and the notes that say so: the rescaled setup
     first once each of its variants has a finished run (until then, GloVe as published)."""
-    if not has_rescaled(study):
+    first = rescaled_first(study, [n for pair in pairs for n in pair])
+    if first is None:
         return pairs, names, []
     fixed = [(rescaled(a), rescaled(b)) for a, b in pairs]
-    ready = all(study.get(n).available for pair in fixed for n in pair)
-    return (fixed + pairs if ready else pairs + fixed), list(dict.fromkeys(names + [rescaled(n) for n in names])), \
-        [RESCALED_NOTE if ready else RESCALED_LATER_NOTE]
+    return (fixed + pairs if first else pairs + fixed), list(dict.fromkeys(names + [rescaled(n) for n in names])), \
+        setup_note(first)
 
 
 def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, note) -> Section:
@@ -281,10 +293,9 @@ def init_section(study: StudyData, out: Path) -> Section:
     from normlab.models.crf import IMPOSSIBLE
 
     setups = [("crf", "crf_free", SOFTMAX_TAGGER)]
-    _, _, setup_note = with_rescaled(study, [("crf", "crf_free"), (SOFTMAX_TAGGER, "crf")], [])
-    if setup_note:
-        fixed = tuple(rescaled(n) for n in setups[0])
-        setups.insert(0 if setup_note == [RESCALED_NOTE] else 1, fixed)
+    first = rescaled_first(study, list(setups[0]))
+    if first is not None:
+        setups.insert(0 if first else 1, tuple(rescaled(n) for n in setups[0]))
     names = [n for trio in setups for n in trio]
     counts = {n: _mean_or_none(study.values(n, "test", "invalid_transitions")) for n in names}
     labels = [f"{n}\n({_count(counts[n])} invalid)" for n in names]
@@ -310,7 +321,7 @@ def init_section(study: StudyData, out: Path) -> Section:
     constrained = [x.name for x in study.variants if _constraints(study, x.name) is True]
     free = [x.name for x in study.variants if _constraints(study, x.name) is False]
     notes = [x for trio in said for x in trio[1:]] + crf_init_statement(IMPOSSIBLE, constrained, free)
-    notes += setup_note
+    notes += setup_note(first)
     return Section(INIT_TITLE, (fig, "test entity F1 and type-token micro F1 of the constrained CRF, the "
                                      "unconstrained CRF and the softmax tagger; invalid BIO transitions in their "
                                      "test predictions under each name"),
