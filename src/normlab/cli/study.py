@@ -129,6 +129,10 @@ def register(sub) -> None:
     rep.add_argument("--out", default=None, metavar="DIR",
                      help="write the report here instead of into the study folder (only with one study; "
                           "default: the study folder)")
+    rep.add_argument("--claims-into", default=None, metavar="FILE",
+                     help="also rewrite the table of claims of all the given studies in FILE (a Markdown file, "
+                          "such as docs/results/README.md), between the lines `<!-- normlab claims: begin ...-->` "
+                          "and `<!-- normlab claims: end -->`; the rest of FILE is kept (default: no such file)")
     rep.set_defaults(func=_report)
 
 
@@ -273,7 +277,32 @@ def _report(args) -> int:
 
     if args.out and len(args.studies) > 1:
         raise ValueError(f"expected one study folder with --out, got {len(args.studies)}")
+    if args.claims_into:  # a bad target fails before any report is written
+        from normlab.report.claims import replace_claims_block
+
+        if not Path(args.claims_into).is_file():
+            raise FileNotFoundError(f"{args.claims_into}: no such file for --claims-into (it must already hold "
+                                    f"the claims block's two marker lines)")
+        replace_claims_block(Path(args.claims_into).read_text(), "", args.claims_into)
     for d in args.studies:
         md, page = write_report(d, args.out)
         print(f"{md}\n{page}")
+    if args.claims_into:
+        print(write_claims_block(args.claims_into, args.studies))
     return 0
+
+
+def write_claims_block(target, studies) -> Path:
+    """Rewrite the claims block of ``target`` from the study folders ``studies`` (each linked to its report)."""
+    from normlab.files import atomic_write_text
+    from normlab.report.load import load_study
+    from normlab.report.claims import combined_claims_md, replace_claims_block
+
+    target = Path(target)
+    linked = []
+    for d in studies:
+        rel = Path(os.path.relpath(Path(d).resolve(), target.resolve().parent)).as_posix()
+        linked.append((f"[{Path(d).resolve().name}]({rel}/report.md)", load_study(Path(d))))
+    text = replace_claims_block(target.read_text(), combined_claims_md(linked), str(target))
+    atomic_write_text(target, text)
+    return target

@@ -115,3 +115,39 @@ def _row_not_lower(claim: str, source: str, what: str, e: Optional[Estimate]) ->
 
 def claims_table(study: StudyData) -> tuple[list[str], list[list[str]]]:
     return HEADER, resnet_claims(study) if study.kind == "resnet" else ner_claims(study)
+
+
+# The claims of several studies in one Markdown table, kept in a block of a hand-written file
+# (docs/results/README.md) between these two lines: `normlab report DIR... --claims-into FILE`
+# rewrites the block and nothing else, so the table cannot drift from the reports.
+BLOCK_BEGIN = "<!-- normlab claims: begin (written by `normlab report --claims-into`; edits inside are lost) -->"
+BLOCK_END = "<!-- normlab claims: end -->"
+
+
+def combined_claims_md(studies: list[tuple[str, StudyData]]) -> str:
+    """One Markdown table of every study's claims; ``studies`` pairs a link to the study's report with it."""
+    from normlab.report.render import Doc, render_md
+
+    rows = []
+    for link, study in studies:
+        header, study_rows = claims_table(study)
+        rows += [[link] + r for r in study_rows]
+    doc = Doc()
+    doc.table(["study"] + HEADER, rows)
+    return render_md(doc)
+
+
+def replace_claims_block(text: str, block: str, where: str) -> str:
+    """``text`` with the lines between BLOCK_BEGIN and BLOCK_END replaced by ``block``.
+
+    ``where`` names the file in errors: each marker must stand on its own line, once, BEGIN first."""
+    lines = text.splitlines(keepends=True)
+    found = {m: [i for i, ln in enumerate(lines) if ln.strip() == m] for m in (BLOCK_BEGIN, BLOCK_END)}
+    for m, at in found.items():
+        if len(at) != 1:
+            said = "none" if not at else "lines " + ", ".join(str(i + 1) for i in at)
+            raise ValueError(f"{where}: expected one line `{m}` around the claims table, found {said}")
+    b, e = found[BLOCK_BEGIN][0], found[BLOCK_END][0]
+    if e < b:
+        raise ValueError(f"{where}:{e + 1}: the claims block's end line comes before its begin line (line {b + 1})")
+    return "".join(lines[:b + 1]) + block.rstrip("\n") + "\n" + "".join(lines[e:])
