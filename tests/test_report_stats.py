@@ -259,6 +259,33 @@ def test_zoomed_axis_holds_the_band_after_the_climb_and_lines_differ():
     assert zoom_limits([(np.array([]), np.array([]))], 0.25) is None
 
 
+def test_ner_validation_figure_rows_keep_each_panel_to_one_comparison():
+    from types import SimpleNamespace
+
+    from normlab.report.write import ner_curve_groups
+
+    def study(*names):
+        return SimpleNamespace(variants=[SimpleNamespace(name=n) for n in names])
+
+    raw = ["random", "random50", "glove", "glove_char", "crf"]
+    # an older study: one row of everything
+    assert ner_curve_groups(study(*raw)) == [("all variants", raw)]
+    # the rescaled grid: the random variants in both rows, each GloVe variant in its own setup's row
+    assert ner_curve_groups(study(*raw, "glove_small", "crf_small")) == [
+        ("GloVe as published", raw), ("GloVe rescaled", ["random", "random50", "glove_small", "crf_small"])]
+    # the anomaly runs: scale beside what it is compared with, fewer sentences (shorter curves) on their own
+    rows = ner_curve_groups(study(*raw, "glove_small", "random50_large", "glove_few", "random50_few"))
+    assert rows[2:] == [("embedding scale", ["random50", "glove", "glove_small", "random50_large"]),
+                        ("few training sentences", ["glove_few", "random50_few"])]
+    assert ner_curve_groups(study(*raw, "glove_few")) == [("GloVe as published", raw),
+                                                          ("few training sentences", ["glove_few"])]
+    # no row holds more lines than distinct_style tells apart in grey (8)
+    full = ner_curve_groups(study(*raw, "glove_char_ln", "crf_ln", "crf_free", "glove_char_small",
+                                  "glove_char_ln_small", "crf_ln_small", "crf_free_small", "glove_small",
+                                  "crf_small", "random50_large", "glove_few", "random50_few"))
+    assert max(len(ns) for _, ns in full) <= 8
+
+
 def test_ner_curve_caption_says_the_train_curve_is_on_a_subsample(tmp_path):
     from normlab.report.write import write_report
 
@@ -269,7 +296,7 @@ def test_ner_curve_caption_says_the_train_curve_is_on_a_subsample(tmp_path):
     atomic_write_json(d / "config.json", cfg)
     md = write_report(tmp_path)[0].read_text()
     assert "train (dashed: measured on a fixed random subsample of 2,000 of the 28,775 training sentences" in md
-    assert "the y axis is zoomed to the band" in md
+    assert "y axis is zoomed to the band" in md
 
 
 # ----------------------------------------------------------------------------- the table of claims

@@ -75,38 +75,52 @@ def zoom_limits(curves: Sequence[tuple[np.ndarray, np.ndarray]], start: float,
 
 def plot_curves(study: StudyData, names: list[str], panels: list[tuple[str, str]], x: str, xlabel: str,
                 path: Path, percent: bool = True, styles: Optional[dict] = None,
-                zoom_from: Optional[float] = None) -> Path:
+                zoom_from: Optional[float] = None,
+                groups: Optional[list[tuple[str, list[str]]]] = None) -> Path:
     """One panel per (metric key, title); a line per variant (mean over seeds).
 
     ``zoom_from``: distinct line styles for every variant, and the y axis zoomed to the band the curves
-    span from that fraction of the x range on (``zoom_limits``); the early points fall below it."""
-    fig, axes = _figure(1, len(panels), 5.2 * len(panels), 3.6 if zoom_from is None else 4.6)
-    for ax, (key, title) in zip(axes[0], panels):
-        drawn = []
-        for i, name in enumerate(names):
-            v = study.get(name)
-            if v is None:
-                continue
-            xs, ys = v.curve(key, x)
-            if len(xs):
-                ys = ys * (100 if percent else 1)
-                style = distinct_style(i) if zoom_from is not None else _marks(xs)
-                if zoom_from is not None and len(xs) > 30:
-                    style["markevery"] = max(1, len(xs) // 12)
-                ax.plot(xs, ys, label=v.name, **{**style, **(styles or {}).get(name, {})})
-                drawn.append((xs, ys))
-        ax.set_title(title + (" (zoomed)" if zoom_from is not None else ""))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("%" if percent else "")
-        ax.grid(alpha=0.3)
-        if zoom_from is not None and drawn:
-            lim = zoom_limits(drawn, zoom_from)
-            if lim is not None:
-                ax.set_ylim(*lim)
-        if drawn:
-            ax.legend(fontsize=8, ncol=2 if len(drawn) > 6 else 1)
-        else:
-            _no_data(ax)
+    span from that fraction of the x range on (``zoom_limits``); the early points fall below it.
+    ``groups``: one row of panels per (row title, variants) instead of every variant in one row, each
+    row with its own zoom and its legend beside it, so that no panel holds more lines than the eye can
+    tell apart."""
+    rows = groups or [("", names)]
+    outside = groups is not None
+    legend_w = 2.3 if outside else 0.0
+    w = 5.2 * len(panels) + legend_w
+    fig, axes = _figure(len(rows), len(panels), w, (3.6 if zoom_from is None else 4.6) * len(rows))
+    if outside:
+        fig.subplots_adjust(right=1 - (legend_w + 0.1) / w)
+    for axrow, (row_title, row_names) in zip(axes, rows):
+        for col, (ax, (key, title)) in enumerate(zip(axrow, panels)):
+            drawn = []
+            for i, name in enumerate(row_names):
+                v = study.get(name)
+                if v is None:
+                    continue
+                xs, ys = v.curve(key, x)
+                if len(xs):
+                    ys = ys * (100 if percent else 1)
+                    style = distinct_style(i) if zoom_from is not None else _marks(xs)
+                    if zoom_from is not None and len(xs) > 30:
+                        style["markevery"] = max(1, len(xs) // 12)
+                    ax.plot(xs, ys, label=v.name, **{**style, **(styles or {}).get(name, {})})
+                    drawn.append((xs, ys))
+            ax.set_title((f"{row_title}: " if row_title else "") + title
+                         + (" (zoomed)" if zoom_from is not None else ""))
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("%" if percent else "")
+            ax.grid(alpha=0.3)
+            if zoom_from is not None and drawn:
+                lim = zoom_limits(drawn, zoom_from)
+                if lim is not None:
+                    ax.set_ylim(*lim)
+            if not drawn:
+                _no_data(ax)
+            elif outside and col == len(panels) - 1:
+                ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+            elif not outside:
+                ax.legend(fontsize=8, ncol=2 if len(drawn) > 6 else 1)
     return _save(fig, path)
 
 

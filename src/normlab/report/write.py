@@ -109,17 +109,45 @@ def _appendix_resnet(study: StudyData, doc: Doc, out: Path) -> None:
             + TRAIN_RESNET + ")")
 
 
+def ner_curve_groups(study: StudyData) -> list[tuple[str, list[str]]]:
+    """The rows of the NER validation figure: the grid on GloVe as published, the grid on GloVe rescaled
+    (with the random-embedding variants both setups share), the scale anomaly runs with the variants they are
+    compared with, and the runs on fewer training sentences (another length of training, so a row of their
+    own); a study with none of the last three gets one row of every variant."""
+    from normlab.study.grids import NER_RESCALED, ner_anomaly_variants
+
+    names = [v.name for v in study.variants]
+    small = [n for n in names if n in set(NER_RESCALED.values())]
+    anomalies = {v.name: v for v in ner_anomaly_variants()}
+    few = [n for n in names if n in anomalies and anomalies[n].overrides.get("limit_train")]
+    scale = [n for n in names if n in anomalies and n not in few]
+    grid = [n for n in names if n not in small and n not in anomalies]
+    if not small and not scale and not few:
+        return [("all variants", names)]
+    groups = [("GloVe as published", grid)]
+    if small:
+        groups.append(("GloVe rescaled", [n for n in grid if n not in NER_RESCALED] + small))
+    if scale:
+        groups.append(("embedding scale", [n for n in ("random50", "glove", "glove_small") if n in names] + scale))
+    if few:
+        groups.append(("few training sentences", few))
+    return groups
+
+
 def _appendix_ner(study: StudyData, doc: Doc, out: Path) -> None:
     names = [v.name for v in study.variants]
     doc.h(3, "Accuracy, micro F1 and macro F1 against learning updates")
     doc.img(plot_ner_grid(study, names, out / "report-ner-curves.png"),
             f"train (dashed: measured on {ner_train_subsample(study)}) and val (solid: the whole validation set) "
             "accuracy, micro F1 and macro F1 against learning updates, per variant")
+    groups = ner_curve_groups(study)
     doc.img(plot_curves(study, names, [("val_entity_f1", "val entity F1"), ("val_type_micro_f1",
                                                                             "val type-token micro F1")],
-                        "step", "learning updates", out / "report-ner-val.png", zoom_from=ZOOM_FROM),
-            "validation entity F1 and type-token micro F1 against learning updates, all variants, one line style "
-            f"each; the y axis is zoomed to the band the curves span after the first {ZOOM_FROM:.0%} of the "
+                        "step", "learning updates", out / "report-ner-val.png", zoom_from=ZOOM_FROM,
+                        groups=groups),
+            "validation entity F1 and type-token micro F1 against learning updates (mean over seeds), one row per "
+            + "; ".join(f"{t} ({', '.join(ns)})" for t, ns in groups) + ", one line style per variant in a row; "
+            f"each row's y axis is zoomed to the band its curves span after the first {ZOOM_FROM:.0%} of the "
             f"updates, where the variants differ (the first evaluations and the lowest {ZOOM_DROP:.0%} of the "
             "later ones, single dips, lie below it)")
     for s in ner_curve_sentences(study, names):
