@@ -249,6 +249,10 @@ _BATCH_HEADER = ["variant", "batch", "epochs", "test acc", "train acc", "seeds"]
 
 # ----------------------------------------------------------------------------- NER
 
+# What each GloVe explanation predicts (also the rows of the NER validation figure, write.ner_curve_groups).
+GLOVE_SCALE_TESTS = (Test("glove_small", "glove", "higher"), Test("random50_large", "random50", "lower"))
+GLOVE_COVERAGE_TESTS = (Test("glove_few", "random50_few", "higher"),)
+
 
 def glove_section(study: StudyData, out: Path, command: str) -> Section:
     spread = pooled_spread([_m(study, v.name, "entity_f1") for v in study.variants])
@@ -262,14 +266,12 @@ def glove_section(study: StudyData, out: Path, command: str) -> Section:
             how = "fits the training set less" if slower else "fits the training set at least as well"
             v.answer.append(f"The GloVe run {how} (train micro F1 at the best checkpoint: "
                             + ", ".join(f"`{n}` {m.short()}" for n, m in tr.items()) + ").")
-    scale_tests = [Test("glove_small", "glove", "higher"), Test("random50_large", "random50", "lower")]
-    scale_verdict, scale_said = _judge(study, scale_tests, "entity_f1", "test entity F1", spread)
+    scale_verdict, scale_said = _judge(study, list(GLOVE_SCALE_TESTS), "entity_f1", "test entity F1", spread)
     v.answer.append(_verdict_line(f"Scale (GloVe's spread, std {GLOVE_6B_50D_STD:g} against the random "
                                   f"initialization's {RANDOM_50D_STD:g}, slows learning: GloVe rescaled down does "
                                   f"better, random scaled up does worse)", scale_verdict))
     v.answer += scale_said
-    cov_tests = [Test("glove_few", "random50_few", "higher")]
-    cov_verdict, cov_said = _judge(study, cov_tests, "entity_f1", "test entity F1", spread)
+    cov_verdict, cov_said = _judge(study, list(GLOVE_COVERAGE_TESTS), "entity_f1", "test entity F1", spread)
     v.answer.append(_verdict_line(f"Coverage (pretrained vectors help when the training set lacks the words: GloVe "
                                   f"beats random 50-d on {NER_FEW_SENTENCES:,} training sentences)", cov_verdict))
     v.answer += cov_said
@@ -281,7 +283,7 @@ def glove_section(study: StudyData, out: Path, command: str) -> Section:
         notes.append(f"The study's grid runs every GloVe variant twice: as published and rescaled to std "
                      f"{RANDOM_50D_STD:g} (the `_small` variants, `glove_small` among them); each question above "
                      "is answered on both setups.")
-    missing = [n for t in scale_tests + cov_tests for n in (t.a, t.b) if not _have(study, (n,))]
+    missing = [n for t in GLOVE_SCALE_TESTS + GLOVE_COVERAGE_TESTS for n in (t.a, t.b) if not _have(study, (n,))]
     if missing:
         notes.append(_not_run(list(dict.fromkeys(missing)), command))
     shares: dict[float, list[str]] = {}

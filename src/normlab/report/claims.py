@@ -130,7 +130,7 @@ def combined_claims_md(studies: list[tuple[str, StudyData]]) -> str:
 
     rows = []
     for link, study in studies:
-        header, study_rows = claims_table(study)
+        _, study_rows = claims_table(study)
         rows += [[link] + r for r in study_rows]
     doc = Doc()
     doc.table(["study"] + HEADER, rows)

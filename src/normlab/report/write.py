@@ -111,24 +111,31 @@ def _appendix_resnet(study: StudyData, doc: Doc, out: Path) -> None:
 
 def ner_curve_groups(study: StudyData) -> list[tuple[str, list[str]]]:
     """The rows of the NER validation figure: the grid on GloVe as published, the grid on GloVe rescaled
-    (with the random-embedding variants both setups share), the scale anomaly runs with the variants they are
-    compared with, and the runs on fewer training sentences (another length of training, so a row of their
-    own); a study with none of the last three gets one row of every variant."""
+    (with the random-embedding variants both setups share), and, once their anomaly runs exist, the runs of
+    each GloVe explanation's tests (``anomalies.GLOVE_SCALE_TESTS``; ``GLOVE_COVERAGE_TESTS``, on fewer
+    training sentences, so shorter curves in a row of their own); a study with none of the last three gets
+    one row of every variant."""
+    from normlab.report.anomalies import GLOVE_COVERAGE_TESTS, GLOVE_SCALE_TESTS
     from normlab.study.grids import NER_RESCALED, ner_anomaly_variants
 
     names = [v.name for v in study.variants]
-    small = [n for n in names if n in set(NER_RESCALED.values())]
-    anomalies = {v.name: v for v in ner_anomaly_variants()}
-    few = [n for n in names if n in anomalies and anomalies[n].overrides.get("limit_train")]
-    scale = [n for n in names if n in anomalies and n not in few]
-    grid = [n for n in names if n not in small and n not in anomalies]
+    rescaled = set(NER_RESCALED.values())
+    anomalies = {v.name for v in ner_anomaly_variants()}
+
+    def tested(tests) -> list[str]:
+        ns = {n for t in tests for n in (t.a, t.b)}
+        return [n for n in names if n in ns] if any(n in anomalies for n in names if n in ns) else []
+
+    small = [n for n in names if n in rescaled]
+    scale, few = tested(GLOVE_SCALE_TESTS), tested(GLOVE_COVERAGE_TESTS)
     if not small and not scale and not few:
         return [("all variants", names)]
+    grid = [n for n in names if n not in rescaled and n not in anomalies]
     groups = [("GloVe as published", grid)]
     if small:
         groups.append(("GloVe rescaled", [n for n in grid if n not in NER_RESCALED] + small))
     if scale:
-        groups.append(("embedding scale", [n for n in ("random50", "glove", "glove_small") if n in names] + scale))
+        groups.append(("embedding scale", scale))
     if few:
         groups.append(("few training sentences", few))
     return groups
