@@ -106,7 +106,7 @@ from normlab.files import atomic_write_json, read_json  # noqa: E402
 from normlab.report.anomalies import (GLOVE_TITLE, GN_TITLE, Test, glove_section, gn_section,  # noqa: E402
                                              hypothesis_verdict)
 from normlab.report.common import Measured  # noqa: E402
-from normlab.report.stats import difference  # noqa: E402
+from normlab.report.stats import difference, spread_note  # noqa: E402
 from normlab.report.write import load_study, write_report  # noqa: E402
 
 from test_report import make_run  # noqa: E402
@@ -154,6 +154,11 @@ def test_gn_section_says_not_run_without_the_anomaly_runs(tmp_path):
                                     "length not run.")
     assert "`in`, `gn`, `ln` fit the training set less than `bn` and `nn`." in " ".join(sec.verdict.answer)
     assert "none of them overfits more than `bn`." in " ".join(sec.verdict.answer)
+    # one explanation per bullet; with no repeated seed there is no spread to judge one-seed differences by
+    assert [p.split(":")[0] for p in sec.verdict.points] == ["Group size (another G fits better than G = 8)",
+                                                            "Learning rate (lr 0.05 fits LN, GN and IN better than 0.1)",
+                                                            "Training length (GN fits slowly"]
+    assert sec.verdict.answer[-1] == spread_note(None)
     assert sec.notes[0] == ("Not run in this study: `gn_g2`, `gn_g4`, `gn_g16`, `ln_lr05`, `gn_lr05`, `in_lr05`, "
                             "`gn_long`. They run with `CMD`.")
     rows = sec.tables[0][1]
@@ -179,18 +184,24 @@ def test_gn_section_reads_the_sweep_and_the_lr_point(tmp_path):
             _run(tmp_path, f"{n}_lr05", seed, 0.76 + c)  # no gain from lr 0.05
         _run(tmp_path, "gn_lr05", seed, 0.77 + c)
     sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
-    text = " ".join(sec.verdict.answer)
     assert sec.verdict.headline == ("Explanations tested: group size supported; learning rate not supported at this "
                                     "budget; training length not run.")
-    assert "Detectably better than G = 8: `gn_g2`." in text and "Detectably worse than G = 8: `ln`, `gn_g16`, `in`." in text
-    assert "`gn_g2` against `gn` on test accuracy: 80.00 ± 0.10% against 77.00 ± 0.10%, a difference of +3.00 " \
-           "points, 95% interval" in text
+    size, lr, length = sec.verdict.points
+    assert size.startswith("Group size (another G fits better than G = 8): **supported**. Against `gn` on test accuracy")
+    assert "detectably above `gn`: `gn_g2` +3.00 [" in size
+    assert "detectably below `gn`: `ln` -1.00 [" in size and "`gn_g16` -2.00 [" in size and "`in` -1.00 [" in size
+    assert "no detectable difference: `gn_g4` +0.02 [" in size
+    assert lr.startswith("Learning rate (lr 0.05 fits LN, GN and IN better than 0.1): **not supported at this budget**.")
+    assert "`ln_lr05` against `ln` on test accuracy: 76.00 ± 0.10% against 76.00 ± 0.10%, a difference of +0.00 " \
+           "points, 95% interval" in lr
+    assert length == "Training length (GN fits slowly: 2x the epochs at batch 128 raise it): **not run**."
+    assert not any(a.startswith("A difference with a one-seed side") for a in sec.verdict.answer)  # 3 seeds each
     assert [n for n in sec.notes if n.startswith("Not run")] == ["Not run in this study: `gn_long`. It runs with `CMD`."]
     for seed, c in enumerate((-0.001, 0.0, 0.001)):
         _run(tmp_path, "gn_long", seed, 0.80 + c)  # twice the epochs: +3 points
         _run(tmp_path, "bn", seed, 0.83 + c)
     sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
-    text = " ".join(sec.verdict.answer)
+    text = " ".join(sec.verdict.points)
     assert sec.verdict.headline.endswith("training length supported.")
     assert "Against BN at the study's length: `gn_long` against `bn` on test accuracy: 80.00 ± 0.10% against " \
            "83.00 ± 0.10%, a difference of -3.00" in text
@@ -213,9 +224,14 @@ def test_glove_section_with_one_seed_is_undetermined_and_names_what_is_missing(t
     _ner(tmp_path, "glove_small", 0.81)
     _ner(tmp_path, "random50_large", 0.78)
     sec = glove_section(load_study(tmp_path), tmp_path, "CMD")
-    text = " ".join(sec.verdict.answer)
+    text = " ".join(sec.verdict.answer + sec.verdict.points)
     assert sec.title == GLOVE_TITLE
     assert sec.verdict.headline == "Explanations tested: scale undetermined; coverage not run."
+    assert sec.verdict.points[0].startswith("Scale (GloVe's spread") and "**undetermined**" in sec.verdict.points[0]
+    assert sec.verdict.points[1].startswith("Coverage (") and sec.verdict.points[1].endswith("**not run**.")
+    # one seed each: the section says once that the seed noise is unmeasured, and each comparison says so
+    assert sec.verdict.answer[-1] == spread_note(None)
+    assert "`random50_large` and `random50` have one seed (n = 1): undetermined (seed noise unmeasured)." in text
     assert "The GloVe run fits the training set less (train micro F1 at the best checkpoint: `glove` 82.00%" in text
     assert "`glove_small` against `glove` on test entity F1: 81.00% against 79.00%" in text
     assert sec.notes[0].startswith("The study's grid runs every GloVe variant twice")  # today's grid has both
@@ -258,7 +274,9 @@ def test_gn_batch_section_verdict_for_every_outcome(tmp_path, gn_b8_train, gn_lo
     sec = _gn_batch_study(tmp_path, gn_b8_train, gn_long_test)
     assert sec.title == GN_BATCH_TITLE
     assert sec.verdict.headline.endswith(f"train it further: **{verdict}**.")
-    text = " ".join(sec.verdict.answer)
+    assert sec.verdict.points[0].startswith("Fit: ") and sec.verdict.points[-1].startswith("BN for contrast: ")
+    assert not any(a.startswith("A difference with a one-seed side") for a in sec.verdict.answer)  # 3 seeds each
+    text = " ".join(sec.verdict.answer + sec.verdict.points)
     assert "`gn_b8` against `gn` on test accuracy: 79.00 ± 0.10% against 77.00 ± 0.10%, a difference of +2.00" in text
     assert f"Fit: `gn_b8` against `gn` on train accuracy at the best checkpoint: {gn_b8_train * 100:.2f}" in text
     assert "BN for contrast: `bn_b8` against `bn` on train accuracy" in text

@@ -13,7 +13,7 @@ from normlab.files import atomic_write_json, read_json
 from normlab.report.common import Measured
 from normlab.report.answers_ner import compare_pair
 from normlab.report.stats import (claim_verdict, combination, difference, difference_sentence, estimate_cell,
-                                         pooled_spread)
+                                  pooled_spread, spread_note)
 from normlab.report.training import matched, stop_reason, stop_text
 from normlab.report.write import load_study
 from normlab.report.load import attempt_times, interval_seconds
@@ -79,6 +79,17 @@ def test_one_seed_has_no_interval_and_takes_the_threshold_from_the_study_spread(
     assert "no interval exists: `a` and `b` have one seed (n = 1); seed noise ±3.93 points." in s
     assert "this one (+3.00) is within that: no detectable difference." in s
     assert "this one (+5.00) is larger than that." in difference_sentence(M("a", 0.80), M("b", 0.75), "x", spread)
+    # without ``noise`` (a section that names the spread once: spread_note): the band and its conclusion only
+    assert difference_sentence(M("a", 0.80), M("b", 0.77), "x", spread, noise=False).endswith(
+        "no interval exists: `a` and `b` have one seed (n = 1); seed noise ±3.93 points: no detectable difference.")
+    assert difference_sentence(M("a", 0.80), M("b", 0.75), "x", spread, noise=False).endswith(
+        "seed noise ±3.93 points: `a` is higher.")
+    assert difference_sentence(M("a", 0.75), M("b", 0.80), "x", spread, noise=False).endswith(
+        "seed noise ±3.93 points: `a` is lower.")
+    assert difference_sentence(M("a", 0.80), M("b", 0.75), "x", noise=False).endswith(
+        "have one seed (n = 1): undetermined (seed noise unmeasured).")
+    assert "standard deviation 1.00 points pooled over `x`, `y`; 4 degrees of freedom" in spread_note(spread)
+    assert "unmeasured" in spread_note(None) and "pooled" not in spread_note(None)
     mixed = difference_sentence(A3, M("b", 0.70), "x", spread)  # one side with seeds: still no interval
     assert "no interval exists: `b` has one seed (n = 1)" in mixed
     assert pooled_spread([M("a", 0.8), M("b")]) is None

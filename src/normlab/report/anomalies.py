@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 from normlab.report.common import Measured, Section, Verdict
-from normlab.report.stats import Estimate, Spread, difference, difference_sentence, pooled_spread
+from normlab.report.stats import (Estimate, Spread, difference, difference_sentence, pooled_spread, reference_sentence,
+                                  spread_note)
 from normlab.study.grids import (GLOVE_6B_50D_STD, NER_FEW_SENTENCES, RANDOM_50D_STD, RESNET_ANOMALY_LR,
                                  RESNET_GN_GROUPS, RESNET_LONG_FACTOR)
 from normlab.report.load import StudyData
@@ -78,11 +79,12 @@ def _have(study: StudyData, names: Sequence[str]) -> bool:
 
 
 def _judge(study: StudyData, tests: Sequence[Test], key: str, what: str, spread: Optional[Spread]):
-    """(verdict, sentences) of one hypothesis on ``key`` (test split)."""
+    """(verdict, sentences) of one hypothesis on ``key`` (test split); a one-seed comparison gives its noise band
+    and conclusion, and the section says once what the band comes from (``spread_note``)."""
     if not all(_have(study, (t.a, t.b)) for t in tests):
         return "not run", []
     ests = [difference(_m(study, t.a, key), _m(study, t.b, key), spread) for t in tests]
-    said = [difference_sentence(_m(study, t.a, key), _m(study, t.b, key), what, spread) for t in tests]
+    said = [difference_sentence(_m(study, t.a, key), _m(study, t.b, key), what, spread, noise=False) for t in tests]
     return hypothesis_verdict(ests, tests), said
 
 
@@ -93,6 +95,18 @@ def _not_run(names: Sequence[str], command: str) -> str:
 
 def _verdict_line(label: str, verdict: str) -> str:
     return f"{label}: **{verdict}**."
+
+
+def _spread_note_if_single(study: StudyData, names: Sequence[str], key: str, spread: Optional[Spread]) -> list[str]:
+    """``spread_note`` once, when one of ``names`` that ran has a single seed (its comparisons carry no interval)."""
+    if any(_m(study, n, key).n == 1 for n in names if _have(study, (n,))):
+        return [spread_note(spread)]
+    return []
+
+
+def _point(label: str, verdict: str, said: Sequence[str]) -> str:
+    """One explanation as a bullet: its verdict, then the comparisons behind it."""
+    return " ".join([_verdict_line(label, verdict), *said])
 
 
 # ----------------------------------------------------------------------------- ResNet
@@ -141,38 +155,32 @@ def gn_section(study: StudyData, out: Path, command: str) -> Section:
     size_tests = [Test(n, "gn", "higher") for n, g in groups if n != "gn"]
     present = [t for t in size_tests if _have(study, (t.a, t.b))]
     if present:
-        said = [difference_sentence(_m(study, t.a, "accuracy"), _m(study, "gn", "accuracy"), "test accuracy", spread)
-                for t in present]
         ests = [difference(_m(study, t.a, "accuracy"), _m(study, "gn", "accuracy"), spread) for t in present]
         better = [t.a for t, e in zip(present, ests) if e.direction == "higher"]
-        worse = [t.a for t, e in zip(present, ests) if e.direction == "lower"]
         verdict = ("supported" if better else "undetermined" if any(e.direction == "unknown" for e in ests)
                    else "not supported at this budget")
-        v.answer.append(_verdict_line("Group size (another G fits better than G = 8)", verdict))
-        v.answer += said
-        if better:
-            v.answer.append("Detectably better than G = 8: " + ", ".join(f"`{n}`" for n in better) + ".")
-        if worse:
-            v.answer.append("Detectably worse than G = 8: " + ", ".join(f"`{n}`" for n in worse) + ".")
+        said = [reference_sentence([_m(study, t.a, "accuracy") for t in present], _m(study, "gn", "accuracy"),
+                                   "test accuracy", spread, note=False)]
+        v.points.append(_point("Group size (another G fits better than G = 8)", verdict, said))
     else:
         verdict = "not run"
-        v.answer.append(_verdict_line("Group size", "not run"))
+        v.points.append(_point("Group size", "not run", []))
     missing_sizes = [t.a for t in size_tests if t not in present and t.a.startswith("gn_g")]
     # learning rate: each norm at 0.05 against itself at 0.1
     tag = f"{RESNET_ANOMALY_LR:g}".replace("0.", "")
     lr_tests = [Test(f"{n}_lr{tag}", n, "higher") for n in ("ln", "gn", "in")]
     lr_verdict, lr_said = _judge(study, lr_tests, "accuracy", "test accuracy", spread)
-    v.answer.append(_verdict_line(f"Learning rate (lr {RESNET_ANOMALY_LR:g} fits LN, GN and IN better than 0.1)",
-                                  lr_verdict))
-    v.answer += lr_said
+    v.points.append(_point(f"Learning rate (lr {RESNET_ANOMALY_LR:g} fits LN, GN and IN better than 0.1)",
+                           lr_verdict, lr_said))
     # training length: the trailing norms fit the training set more slowly; does twice the training help GN?
     long_verdict, long_said = _judge(study, [Test("gn_long", "gn", "higher")], "accuracy", "test accuracy", spread)
-    v.answer.append(_verdict_line(f"Training length (GN fits slowly: {RESNET_LONG_FACTOR}x the epochs at batch 128 "
-                                  "raise it)", long_verdict))
-    v.answer += long_said
     if long_said and _have(study, ("gn_long", "bn")):
-        v.answer.append("Against BN at the study's length: " + difference_sentence(
-            _m(study, "gn_long", "accuracy"), _m(study, "bn", "accuracy"), "test accuracy", spread))
+        long_said.append("Against BN at the study's length: " + difference_sentence(
+            _m(study, "gn_long", "accuracy"), _m(study, "bn", "accuracy"), "test accuracy", spread, noise=False))
+    v.points.append(_point(f"Training length (GN fits slowly: {RESNET_LONG_FACTOR}x the epochs at batch 128 "
+                           "raise it)", long_verdict, long_said))
+    v.answer += _spread_note_if_single(study, [n for n, _ in groups] + [t.a for t in lr_tests] + ["gn_long", "bn"],
+                                       "accuracy", spread)
     v.answer.insert(0, f"Explanations tested: group size {verdict}; learning rate {lr_verdict}; training length "
                        f"{long_verdict}.")
     notes = []
@@ -212,7 +220,7 @@ def gn_batch_section(study: StudyData, out: Path, command: str) -> Section:
     if not (test["gn"].values and test["gn_b8"].values):
         v.answer.append("Explanation tested: under-training at batch 128 **not run** (`gn` and `gn_b8` are needed).")
         return Section(GN_BATCH_TITLE, None, [(_BATCH_HEADER, rows)], v, [])
-    v.answer.append(difference_sentence(test["gn_b8"], test["gn"], "test accuracy", spread))
+    v.answer.append(difference_sentence(test["gn_b8"], test["gn"], "test accuracy", spread, noise=False))
     tests = [Test("gn_b8", "gn", "higher"), Test("gn_long", "gn", "higher")]
     ests: list[Optional[Estimate]] = [difference(train["gn_b8"], train["gn"], train_spread)
                                       if train["gn_b8"].values and train["gn"].values else None]
@@ -223,17 +231,19 @@ def gn_batch_section(study: StudyData, out: Path, command: str) -> Section:
     if test["gn_long"].values:
         ests.append(difference(test["gn_long"], test["gn"], spread))
         said.append(f"Longer training ({RESNET_LONG_FACTOR}x the epochs at batch 128): "
-                    + difference_sentence(test["gn_long"], test["gn"], "test accuracy", spread))
-        said.append("For reference: " + difference_sentence(test["gn_long"], test["gn_b8"], "test accuracy", spread))
+                    + difference_sentence(test["gn_long"], test["gn"], "test accuracy", spread, noise=False))
+        said.append("For reference: " + difference_sentence(test["gn_long"], test["gn_b8"], "test accuracy", spread,
+                                                             noise=False))
     else:
         ests.append(None)
     verdict = hypothesis_verdict(ests, tests)
     v.answer.insert(0, f"Explanation tested: GN is under-trained at batch 128 after the study's epochs, and batch "
                        f"8's 16 times as many updates per epoch train it further: **{verdict}**.")
-    v.answer += said
     if train["bn_b8"].values and train["bn"].values:
-        v.answer.append("BN for contrast: " + difference_sentence(train["bn_b8"], train["bn"],
-                                                                  "train accuracy at the best checkpoint", train_spread))
+        said.append("BN for contrast: " + difference_sentence(train["bn_b8"], train["bn"],
+                                                              "train accuracy at the best checkpoint", train_spread))
+    v.points += said
+    v.answer += _spread_note_if_single(study, ("gn", "gn_b8", "gn_long"), "accuracy", spread)
     notes = ["The explanation predicts both comparisons: `gn_b8` fits the training set better than `gn` (small-batch "
              "noise acting as a regularizer would make it fit worse while testing better), and `gn` trained "
              f"{RESNET_LONG_FACTOR} times as long at batch 128 (`gn_long`, the same cosine schedule stretched over "
@@ -260,22 +270,22 @@ def glove_section(study: StudyData, out: Path, command: str) -> Section:
     if _have(study, ("glove", "random50")):
         tr = {n: _m(study, n, "micro_f1", "train") for n in ("glove", "random50", "random")}
         v.answer.append(difference_sentence(_m(study, "glove", "entity_f1"), _m(study, "random50", "entity_f1"),
-                                            "test entity F1", spread))
+                                            "test entity F1", spread, noise=False))
         if all(m.values for m in tr.values()):
             slower = tr["glove"].mean < min(tr["random50"].mean, tr["random"].mean)
             how = "fits the training set less" if slower else "fits the training set at least as well"
             v.answer.append(f"The GloVe run {how} (train micro F1 at the best checkpoint: "
                             + ", ".join(f"`{n}` {m.short()}" for n, m in tr.items()) + ").")
     scale_verdict, scale_said = _judge(study, list(GLOVE_SCALE_TESTS), "entity_f1", "test entity F1", spread)
-    v.answer.append(_verdict_line(f"Scale (GloVe's spread, std {GLOVE_6B_50D_STD:g} against the random "
-                                  f"initialization's {RANDOM_50D_STD:g}, slows learning: GloVe rescaled down does "
-                                  f"better, random scaled up does worse)", scale_verdict))
-    v.answer += scale_said
+    v.points.append(_point(f"Scale (GloVe's spread, std {GLOVE_6B_50D_STD:g} against the random "
+                           f"initialization's {RANDOM_50D_STD:g}, slows learning: GloVe rescaled down does "
+                           f"better, random scaled up does worse)", scale_verdict, scale_said))
     cov_verdict, cov_said = _judge(study, list(GLOVE_COVERAGE_TESTS), "entity_f1", "test entity F1", spread)
-    v.answer.append(_verdict_line(f"Coverage (pretrained vectors help when the training set lacks the words: GloVe "
-                                  f"beats random 50-d on {NER_FEW_SENTENCES:,} training sentences)", cov_verdict))
-    v.answer += cov_said
+    v.points.append(_point(f"Coverage (pretrained vectors help when the training set lacks the words: GloVe "
+                           f"beats random 50-d on {NER_FEW_SENTENCES:,} training sentences)", cov_verdict, cov_said))
     v.answer.insert(0, f"Explanations tested: scale {scale_verdict}; coverage {cov_verdict}.")
+    v.answer += _spread_note_if_single(study, [n for t in GLOVE_SCALE_TESTS + GLOVE_COVERAGE_TESTS for n in (t.a, t.b)]
+                                       + ["glove"], "entity_f1", spread)
     notes = []
     from normlab.report.answers_ner import has_rescaled
 

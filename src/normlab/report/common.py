@@ -62,10 +62,12 @@ class Measured:
 
 @dataclass
 class Verdict:
-    """What a section says: the answer (one or two sentences) and the caveats that apply."""
+    """What a section says: the answer (one or two sentences), the points that back it (one bullet each,
+    e.g. one per explanation tested) and the caveats that apply."""
 
     answer: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
     key: int = 0  # the answer sentence that carries the verdict ("Answers at a glance" shows it)
 
     @property

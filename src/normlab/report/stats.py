@@ -170,7 +170,8 @@ def difference_sentence(a: Measured, b: Measured, what: str, spread: Optional[Sp
                         noise: bool = True) -> str:
     """'`a` against `b` on test accuracy: 84.00 ± 0.10% against 83.00 ± 0.20%, a difference of +1.00 points,
     95% interval ...: `a` is higher.' (or no detectable difference, or no interval with n = 1, then, with
-    ``noise``, what the difference is set against: ``noise_text``)."""
+    ``noise``, what the difference is set against: ``noise_text``; without ``noise``, only the noise band and
+    the conclusion from it, for a section that names the seed spread once: ``spread_note``)."""
     gone = [m.name for m in (a, b) if not m.values]
     if gone:
         return (f"Cannot compare `{a.name}` with `{b.name}` on {what}: " + " and ".join(f"`{n}`" for n in gone)
@@ -180,7 +181,20 @@ def difference_sentence(a: Measured, b: Measured, what: str, spread: Optional[Sp
             f"{e.value:+.2f} points")
     if e.has_interval:
         return f"{head}, {interval_text(e)}: {conclusion(e, a.name, b.name)}."
-    return f"{head}; {interval_text(e)}." + (f" {noise_text(e)}" if noise else "")
+    if noise:
+        return f"{head}; {interval_text(e)}. {noise_text(e)}"
+    return f"{head}; {interval_text(e)}: {conclusion(e, a.name, b.name)}."
+
+
+def spread_note(spread: Optional[Spread]) -> str:
+    """The one sentence that says what the one-seed differences of a section (``difference_sentence`` without
+    ``noise``) are judged against."""
+    if spread is None:
+        return ("A difference with a one-seed side has no interval, and this study has no variant with repeated "
+                "seeds: its seed noise is unmeasured, so such a difference cannot be told from it.")
+    return (f"A difference with a one-seed side has no interval; it is judged against {spread.text()}: the "
+            "seed noise given with it is the 95% band that seed noise alone moves such a difference by, and a "
+            "difference within it is no detectable difference.")
 
 
 def claim_verdict(e: Optional[Estimate], expected: Literal["higher", "lower", "equal"],
@@ -224,9 +238,11 @@ def estimate_cell(e: Optional[Estimate]) -> str:
     return f"{e.value:+.2f} (no interval: n = {ns})"
 
 
-def reference_sentence(items: Sequence[Measured], ref: Measured, what: str, spread: Optional[Spread] = None) -> str:
+def reference_sentence(items: Sequence[Measured], ref: Measured, what: str, spread: Optional[Spread] = None,
+                       note: bool = True) -> str:
     """Each variant's difference from ``ref`` with its interval (or, with one seed, against the study's seed
-    noise), grouped: higher, lower, no detectable difference, undetermined."""
+    noise), grouped: higher, lower, no detectable difference, undetermined; with ``note``, what the one-seed
+    differences are judged against (leave it to the section's ``spread_note`` otherwise)."""
     if not ref.values:
         return f"Cannot set the variants against `{ref.name}`: it has no finished run."
     others = [m for m in items if m.name != ref.name and m.values]
@@ -244,6 +260,6 @@ def reference_sentence(items: Sequence[Measured], ref: Measured, what: str, spre
     parts = [f"{label[k]}: {', '.join(v)}" for k, v in groups.items() if v]
     out = (f"Against `{ref.name}` on {what} (difference in points, with its 95% interval where both sides have "
            f"several seeds): " + "; ".join(parts) + ".")
-    if any(not difference(m, ref, spread).has_interval for m in others) and spread is not None:
+    if note and any(not difference(m, ref, spread).has_interval for m in others) and spread is not None:
         out += f" One-seed differences are judged against {spread.text()}."
     return out

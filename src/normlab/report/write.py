@@ -58,6 +58,8 @@ def _render_section(doc: Doc, sec: Section, caveat: Optional[str]) -> None:
     for header, rows in sec.tables:
         doc.table(header, rows)
     doc.p("**Answer.** " + " ".join(sec.verdict.answer))
+    if sec.verdict.points:
+        doc.bullets(sec.verdict.points)
     for n in sec.notes:
         doc.p(n)
     caveats = sec.verdict.caveats + ([caveat] if caveat else [])
