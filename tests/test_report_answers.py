@@ -430,6 +430,12 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     pre_first = pre.index("`glove_small` against `random50` on test entity F1: 79.00% against 72.00%, a difference "
                           "of +7.00 points")
     assert pre_first < pre.index("`glove` against `random50` on test entity F1") and "Two setups: GloVe rescaled" in pre
+    # the first pair is the answer's paragraph, each further pair one bullet below it
+    answer = next(l for l in pre.splitlines() if l.startswith("**Answer.**"))
+    assert answer.startswith("**Answer.** `glove_small` against `random50` on test entity F1") and " `glove` " not in answer
+    bullets = [l for l in pre.splitlines() if l.startswith("- ")]
+    assert [b.split(" on test")[0] for b in bullets] == ["- `glove_small` against `random`", "- `glove` against `random50`",
+                                                          "- `glove` against `random`"]
     assert "`crf_small` against `glove_char_small` on test entity F1: 86.00% against 83.00%" in sec("CRF against")
     assert "| A CRF layer helps, on GloVe rescaled | Lample et al. 2016 | `crf_small` − `glove_char_small` test " \
            "entity F1: +3.00" in md
@@ -445,6 +451,9 @@ def test_ner_report_end_to_end_answers_every_question(tmp_path):
     assert "| glove_char | softmax | – | 250 |" in init
     assert "Chosen initialization (`crf`, `crf_ln`, `crf_small`, `crf_ln_small`)" in init and "`crf_free`, `crf_free_small` start every transition at 0 with no mask: they must" in init
     assert "`crf` against `crf_free` on test entity F1: 85.00% against 83.00%, a difference of +2.00 points" in init
+    # the counts are the answer; the entity-F1 cost of the constraint, one bullet per setup
+    assert [l.split(" on test")[0] for l in sec(INIT_TITLE).splitlines() if l.startswith("- ")] == [
+        "- `crf_small` against `crf_free_small`", "- `crf` against `crf_free`"]
     # the cpu budget trains NER to a plateau, the study's own length: no shortened-study caveat or banner
     assert "**Caveat.**" not in md and "SHORTENED" not in md
     assert "**Command:** `normlab study ner --data ner_dataset.csv.zip --out study --budget cpu`" in md

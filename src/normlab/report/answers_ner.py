@@ -263,9 +263,12 @@ def pair_section(study: StudyData, out: Path, i: int, title: str, pairs, names, 
                                                                                      "type-token micro F1")
     v = Verdict()
     spreads = study_spreads(study)
-    for a, b in pairs:
+    for i, (a, b) in enumerate(pairs):  # the first pair is the answer; each further pair one point below it
         part = compare_pair(study, a, b, spreads)
-        v.answer += part.answer
+        if i == 0:
+            v.answer += part.answer
+        else:
+            v.points.append(" ".join(part.answer))
         v.caveats += part.caveats
     miss = study.missing_sentence(names)
     if miss:
@@ -311,9 +314,9 @@ def init_section(study: StudyData, out: Path) -> Section:
                      _pct(study, n, "entity_f1"), _pct(study, n, "type_micro_f1")])
     said = [invalid_transition_sentences(counts, *trio) for trio in setups]
     v = Verdict([x[0] for x in said])  # the counts; what they mean follows the answer, before the initialization
-    for constrained, free, _ in setups:
+    for constrained, free, _ in setups:  # one point per setup: does the constraint cost entity F1?
         part = compare_pair(study, constrained, free)
-        v.answer += part.answer
+        v.points.append(" ".join(part.answer))
         v.caveats += part.caveats
     miss = study.missing_sentence(names)
     if miss:
