@@ -166,6 +166,25 @@ def test_gn_section_says_not_run_without_the_anomaly_runs(tmp_path):
     assert rows[0][:3] == ["`ln`", "1", "16 / 32 / 64"] and rows[-1][:3] == ["`in`", "C (one per channel)", "1 / 1 / 1"]
 
 
+@pytest.mark.parametrize("ln_lr05, verdict", [
+    (0.7440, "contradicted so far (1 of 3 comparisons run)"),  # lr 0.05 lowers LN: already against the explanation
+    (0.7650, "not supported at this budget so far (1 of 3 comparisons run)"),  # within the seed noise
+    (0.7800, "supported so far (1 of 3 comparisons run)"),  # above it; the other two may still fall
+])
+def test_gn_section_judges_a_partly_run_learning_rate_point_on_what_ran(tmp_path, ln_lr05, verdict):
+    for seed, c in enumerate((-0.001, 0.0, 0.001)):
+        _run(tmp_path, "gn", seed, 0.7766 + c, 0.81)  # 3 seeds: the measured spread
+    for n, acc in (("ln", 0.7656), ("in", 0.7784), ("ln_lr05", ln_lr05)):
+        _run(tmp_path, n, 0, acc, 0.79)
+    sec = gn_section(load_study(tmp_path), tmp_path, "CMD")
+    assert f"learning rate {verdict};" in sec.verdict.headline
+    lr = sec.verdict.points[1]
+    assert lr.startswith(f"Learning rate (lr 0.05 fits LN, GN and IN better than 0.1): **{verdict}**. `ln_lr05` "
+                         "against `ln` on test accuracy")
+    assert "`gn_lr05`" not in lr and "`in_lr05`" not in lr
+    assert "`gn_lr05`, `in_lr05`" in next(n for n in sec.notes if n.startswith("Not run"))
+
+
 def test_gn_section_without_ln_in_or_the_sweep_says_not_run(tmp_path):
     _run(tmp_path, "gn", 0, 0.77, 0.81)
     sec = gn_section(load_study(tmp_path), tmp_path, "CMD")

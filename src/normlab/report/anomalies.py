@@ -80,12 +80,19 @@ def _have(study: StudyData, names: Sequence[str]) -> bool:
 
 def _judge(study: StudyData, tests: Sequence[Test], key: str, what: str, spread: Optional[Spread]):
     """(verdict, sentences) of one hypothesis on ``key`` (test split); a one-seed comparison gives its noise band
-    and conclusion, and the section says once what the band comes from (``spread_note``)."""
-    if not all(_have(study, (t.a, t.b)) for t in tests):
+    and conclusion, and the section says once what the band comes from (``spread_note``).
+
+    With only some of its comparisons run, the verdict is the one those give, marked "so far (k of n
+    comparisons run)": a contradiction then already stands, a support may still fall."""
+    present = [t for t in tests if _have(study, (t.a, t.b))]
+    if not present:
         return "not run", []
-    ests = [difference(_m(study, t.a, key), _m(study, t.b, key), spread) for t in tests]
-    said = [difference_sentence(_m(study, t.a, key), _m(study, t.b, key), what, spread, noise=False) for t in tests]
-    return hypothesis_verdict(ests, tests), said
+    ests = [difference(_m(study, t.a, key), _m(study, t.b, key), spread) for t in present]
+    said = [difference_sentence(_m(study, t.a, key), _m(study, t.b, key), what, spread, noise=False) for t in present]
+    verdict = hypothesis_verdict(ests, present)
+    if len(present) < len(tests):
+        verdict = f"{verdict} so far ({len(present)} of {len(tests)} comparisons run)"
+    return verdict, said
 
 
 def _not_run(names: Sequence[str], command: str) -> str:
