@@ -81,9 +81,10 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                       f"every run on the full GMB split until its validation entity F1 plateaus: stopped after "
                       f"{NER_CPU_PATIENCE} epochs without a gain of more than {NER_CPU_MIN_DELTA * 100:g} points "
                       f"(at most {NER_CPU_EPOCHS} epochs)",
-                      "6-16 minutes per run of the grid (measured in docs/results/ner-plateau: one thread each, "
-                      "two runs at a time on a 2-core AVX-512 CPU; about 11 on average), so about 1.3 hours for "
-                      "the grid's 14 variants with one seed and about 4 hours with 3 (see docs/results/README.md)",
+                      "5-30 minutes per run of the grid, 14.7 on average (measured on the 42 runs of "
+                      "docs/results/ner-plateau: one thread each, two runs at a time on a 2-core AVX-512 CPU "
+                      "shared with other work), so about 1.7 hours for the grid's 14 variants with one seed and "
+                      "about 5 hours with 3 (see docs/results/README.md)",
                       saved_as=("--patience", str(NER_CPU_PATIENCE), "--min-delta", repr(NER_CPU_MIN_DELTA)),
                       saturates=True),
     },
