@@ -421,9 +421,12 @@ def test_interrupted_local_run_is_shipped_to_a_worker_and_resumed(tmp_path, ray_
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while not (run / "last.pt").exists():
+        # a committed evaluation is last.pt, then its metrics line (a kill between the two is rundir.recover's
+        # case: tests/test_run_safety.py); kill once one is whole, so that there are shipped entries to keep
+        while not ((run / "last.pt").exists() and (run / "metrics.jsonl").exists()
+                   and (run / "metrics.jsonl").read_text().strip()):
             assert proc.poll() is None, f"study ended before it could be killed:\n{proc.stdout.read()}"
-            assert time.time() < deadline, "no last.pt within 5 minutes"
+            assert time.time() < deadline, "no committed evaluation within 5 minutes"
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the study and its run, as a crash would
